@@ -1,0 +1,319 @@
+//! DICOM: parse with dicom-rs (Part 10 with or without the 128-byte preamble, or a bare data
+//! set), decode pixel data with its pure-Rust codecs (native, RLE, JPEG, JPEG 2000), then apply
+//! the modality LUT (rescale slope/intercept, in floating point) so CT values are Hounsfield units.
+//! MONOCHROME1 is recorded, not inverted here: inversion belongs after windowing (preprocess).
+
+use std::io::Cursor;
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::{TransferSyntaxRegistry, entries};
+use serde::Serialize;
+
+use super::{DecodeError, DecodeOptions, Format, Intensity, MedImage, Photometric, Window, check_pixels, luma};
+
+/// DICOM facts that matter for reading the pixels right.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DicomMeta {
+    pub transfer_syntax_uid: String,
+    pub transfer_syntax_name: String,
+    pub photometric_interpretation: String,
+    pub samples_per_pixel: u16,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub high_bit: u16,
+    pub pixel_representation: u16,
+    pub rescale_slope: f64,
+    pub rescale_intercept: f64,
+    pub rescale_type: Option<String>,
+    /// True when the file carries a VOI LUT Sequence (a LUT instead of, or beside, a window).
+    pub has_voi_lut_sequence: bool,
+    pub voi_lut_function: Option<String>,
+    pub sop_class_uid: Option<String>,
+    pub study_description: Option<String>,
+    pub series_description: Option<String>,
+}
+
+/// Stored pixel values of one frame (before the modality LUT), for checking decoders.
+#[derive(Debug, Clone)]
+pub struct StoredFrame {
+    pub width: u32,
+    pub height: u32,
+    pub samples_per_pixel: u16,
+    pub values: Vec<i64>,
+    pub meta: DicomMeta,
+}
+
+const FMT: Format = Format::Dicom;
+
+fn malformed(detail: impl std::fmt::Display) -> DecodeError {
+    DecodeError::Malformed { format: FMT, detail: detail.to_string() }
+}
+
+fn parse(bytes: &[u8], format: Format) -> Result<DefaultDicomObject, DecodeError> {
+    match format {
+        Format::Dicom => {
+            let preamble = if bytes.get(128..132) == Some(b"DICM") { ReadPreamble::Always } else { ReadPreamble::Never };
+            OpenFileOptions::new().read_preamble(preamble).from_reader(Cursor::new(bytes)).map_err(malformed)
+        }
+        _ => {
+            // A bare data set: guess the VR encoding from the first element.
+            let explicit = bytes.get(4..6).is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase));
+            let ts = if explicit { entries::EXPLICIT_VR_LITTLE_ENDIAN.erased() } else { entries::IMPLICIT_VR_LITTLE_ENDIAN.erased() };
+            let obj = InMemDicomObject::read_dataset_with_ts(Cursor::new(bytes), &ts).map_err(malformed)?;
+            let sop_class = str_of(&obj, tags::SOP_CLASS_UID).unwrap_or_else(|| "1.2.840.10008.5.1.4.1.1.7".into());
+            let sop_instance = str_of(&obj, tags::SOP_INSTANCE_UID).unwrap_or_else(|| "2.25.0".into());
+            obj.with_meta(
+                FileMetaTableBuilder::new()
+                    .transfer_syntax(ts.uid())
+                    .media_storage_sop_class_uid(sop_class)
+                    .media_storage_sop_instance_uid(sop_instance),
+            )
+            .map_err(malformed)
+        }
+    }
+}
+
+fn str_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let s = obj.get(tag)?.value().to_str().ok()?;
+    let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Decimal strings may be multi-valued ("40\-600") and written like "-01.024000E+03".
+fn floats_of(obj: &InMemDicomObject, tag: Tag) -> Vec<f64> {
+    let Some(e) = obj.get(tag) else { return Vec::new() };
+    if let Ok(v) = e.value().to_multi_float64() {
+        return v.into_iter().filter(|x| x.is_finite()).collect();
+    }
+    let Ok(s) = e.value().to_str() else { return Vec::new() };
+    s.split('\\').filter_map(|p| p.trim_matches(|c: char| c.is_whitespace() || c == '\0').parse::<f64>().ok()).filter(|x| x.is_finite()).collect()
+}
+
+fn u16_of(obj: &InMemDicomObject, tag: Tag) -> Option<u16> {
+    obj.get(tag)?.value().to_int::<u16>().ok()
+}
+
+fn u32_of(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
+    obj.get(tag)?.value().to_int::<u32>().ok().or_else(|| str_of(obj, tag)?.parse().ok())
+}
+
+struct Header {
+    rows: u32,
+    cols: u32,
+    frames: u32,
+    meta: DicomMeta,
+    windows: Vec<Window>,
+    modality: Option<String>,
+    body_part: Option<String>,
+}
+
+fn header(obj: &DefaultDicomObject) -> Result<Header, DecodeError> {
+    let ts_uid = obj.meta().transfer_syntax().trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
+    let ds: &InMemDicomObject = obj;
+    if ds.get(tags::PIXEL_DATA).is_none() {
+        if ds.get(tags::FLOAT_PIXEL_DATA).is_some() || ds.get(tags::DOUBLE_FLOAT_PIXEL_DATA).is_some() {
+            return Err(DecodeError::Unsupported { format: FMT, what: "float pixel data (7FE0,0008/0009)".into() });
+        }
+        return Err(DecodeError::NoPixelData);
+    }
+    let rows = u16_of(ds, tags::ROWS).ok_or_else(|| malformed("missing Rows (0028,0010)"))? as u32;
+    let cols = u16_of(ds, tags::COLUMNS).ok_or_else(|| malformed("missing Columns (0028,0011)"))? as u32;
+    let frames = u32_of(ds, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+    let bits_allocated = u16_of(ds, tags::BITS_ALLOCATED).ok_or_else(|| malformed("missing Bits Allocated (0028,0100)"))?;
+    let bits_stored = u16_of(ds, tags::BITS_STORED).unwrap_or(bits_allocated);
+    let high_bit = u16_of(ds, tags::HIGH_BIT).unwrap_or(bits_stored.saturating_sub(1));
+    let pixel_representation = u16_of(ds, tags::PIXEL_REPRESENTATION).unwrap_or(0);
+    let samples_per_pixel = u16_of(ds, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    let photometric = str_of(ds, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into()).to_ascii_uppercase();
+    let slope = floats_of(ds, tags::RESCALE_SLOPE).first().copied().filter(|s| *s != 0.0).unwrap_or(1.0);
+    let intercept = floats_of(ds, tags::RESCALE_INTERCEPT).first().copied().unwrap_or(0.0);
+    let centers = floats_of(ds, tags::WINDOW_CENTER);
+    let widths = floats_of(ds, tags::WINDOW_WIDTH);
+    let windows = centers
+        .iter()
+        .zip(widths.iter())
+        .filter(|(_, w)| **w > 0.0)
+        .map(|(c, w)| Window { center: *c as f32, width: *w as f32 })
+        .collect();
+    let ts_name = TransferSyntaxRegistry.get(&ts_uid).map(|t| t.name().to_string()).unwrap_or_else(|| "unknown transfer syntax".into());
+    let meta = DicomMeta {
+        transfer_syntax_uid: ts_uid,
+        transfer_syntax_name: ts_name,
+        photometric_interpretation: photometric,
+        samples_per_pixel,
+        bits_allocated,
+        bits_stored,
+        high_bit,
+        pixel_representation,
+        rescale_slope: slope,
+        rescale_intercept: intercept,
+        rescale_type: str_of(ds, tags::RESCALE_TYPE),
+        has_voi_lut_sequence: ds.get(tags::VOILUT_SEQUENCE).is_some(),
+        voi_lut_function: str_of(ds, tags::VOILUT_FUNCTION),
+        sop_class_uid: str_of(ds, tags::SOP_CLASS_UID),
+        study_description: str_of(ds, tags::STUDY_DESCRIPTION),
+        series_description: str_of(ds, tags::SERIES_DESCRIPTION),
+    };
+    Ok(Header {
+        rows,
+        cols,
+        frames,
+        meta,
+        windows,
+        modality: str_of(ds, tags::MODALITY).map(|m| m.to_ascii_uppercase()),
+        body_part: str_of(ds, tags::BODY_PART_EXAMINED),
+    })
+}
+
+fn check_syntax(meta: &DicomMeta) -> Result<(), DecodeError> {
+    let named = || format!("{} {}", meta.transfer_syntax_name, meta.transfer_syntax_uid);
+    match TransferSyntaxRegistry.get(&meta.transfer_syntax_uid) {
+        None => Err(DecodeError::UnsupportedTransferSyntax(format!("unknown {}", meta.transfer_syntax_uid))),
+        Some(ts) if !ts.can_decode_all() => Err(DecodeError::UnsupportedTransferSyntax(named())),
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_layout(h: &Header) -> Result<(), DecodeError> {
+    let m = &h.meta;
+    if !matches!(m.bits_allocated, 1 | 8 | 16 | 32) {
+        return Err(DecodeError::Unsupported { format: FMT, what: format!("Bits Allocated {}", m.bits_allocated) });
+    }
+    if m.bits_stored == 0 || m.bits_stored > m.bits_allocated || m.high_bit >= m.bits_allocated || m.high_bit + 1 < m.bits_stored {
+        return Err(malformed(format!(
+            "inconsistent bit layout: allocated {}, stored {}, high bit {}",
+            m.bits_allocated, m.bits_stored, m.high_bit
+        )));
+    }
+    if !matches!(m.samples_per_pixel, 1 | 3) {
+        return Err(DecodeError::Unsupported { format: FMT, what: format!("Samples per Pixel {}", m.samples_per_pixel) });
+    }
+    let pi = m.photometric_interpretation.as_str();
+    let known = matches!(pi, "MONOCHROME1" | "MONOCHROME2" | "RGB" | "YBR_FULL" | "YBR_FULL_422" | "YBR_RCT" | "YBR_ICT");
+    if !known {
+        return Err(DecodeError::Unsupported { format: FMT, what: format!("photometric interpretation {pi}") });
+    }
+    if (m.samples_per_pixel == 3) != !pi.starts_with("MONOCHROME") {
+        return Err(malformed(format!("{pi} with {} samples per pixel", m.samples_per_pixel)));
+    }
+    Ok(())
+}
+
+/// Parse and decode the stored values of one frame (no modality LUT), with the header facts.
+pub fn dicom_stored_frame(bytes: &[u8], frame: u32, opts: &DecodeOptions) -> Result<StoredFrame, DecodeError> {
+    let format = super::precheck(bytes, opts)?;
+    if !matches!(format, Format::Dicom | Format::DicomRaw) {
+        return Err(DecodeError::Unsupported { format, what: "not a DICOM file".into() });
+    }
+    let obj = parse(bytes, format)?;
+    let h = header(&obj)?;
+    stored(&obj, &h, frame, opts)
+}
+
+fn stored(obj: &DefaultDicomObject, h: &Header, frame: u32, opts: &DecodeOptions) -> Result<StoredFrame, DecodeError> {
+    check_layout(h)?;
+    check_pixels(h.cols as u64, h.rows as u64, 1, &opts.limits)?;
+    check_syntax(&h.meta)?;
+    if frame >= h.frames {
+        return Err(DecodeError::FrameOutOfRange { requested: frame, frames: h.frames });
+    }
+    let decoded = obj.decode_pixel_data_frame(frame).map_err(|e| malformed(format!("pixel data: {e}")))?;
+    let data = decoded.data();
+    let m = &h.meta;
+    let spp = m.samples_per_pixel as usize;
+    let n = (h.rows as usize) * (h.cols as usize) * spp;
+    let bytes_per = if m.bits_allocated == 1 { 1 } else { (m.bits_allocated / 8) as usize };
+    if data.len() < n * bytes_per {
+        return Err(malformed(format!("pixel data holds {} bytes, {} needed for frame {frame}", data.len(), n * bytes_per)));
+    }
+    // Decoders hand back samples already expanded to whole bytes, little-endian.
+    let shift = (m.high_bit + 1 - m.bits_stored) as u32;
+    let stored_bits = m.bits_stored as u32;
+    let signed = m.pixel_representation == 1;
+    let extract = |raw: u64| -> i64 {
+        let v = (raw >> shift) & ((1u64 << stored_bits) - 1);
+        if signed && stored_bits < 64 && (v >> (stored_bits - 1)) & 1 == 1 { v as i64 - (1i64 << stored_bits) } else { v as i64 }
+    };
+    let mut values: Vec<i64> = match m.bits_allocated {
+        1 => data[..n].iter().map(|&b| i64::from(b != 0)).collect(),
+        8 => data[..n].iter().map(|&b| extract(u64::from(b))).collect(),
+        16 => data[..n * 2].chunks_exact(2).map(|c| extract(u64::from(u16::from_le_bytes([c[0], c[1]])))).collect(),
+        _ => data[..n * 4].chunks_exact(4).map(|c| extract(u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))).collect(),
+    };
+    let planar = u16_of(obj, tags::PLANAR_CONFIGURATION).unwrap_or(0) == 1;
+    // Encapsulated decoders return interleaved RGB; native planar data must be re-interleaved.
+    if spp == 3 && planar && decoded.planar_configuration() == dicom_pixeldata::PlanarConfiguration::PixelFirst {
+        let px = n / 3;
+        let mut inter = vec![0i64; n];
+        for i in 0..px {
+            for c in 0..3 {
+                inter[i * 3 + c] = values[c * px + i];
+            }
+        }
+        values = inter;
+    }
+    Ok(StoredFrame { width: h.cols, height: h.rows, samples_per_pixel: m.samples_per_pixel, values, meta: m.clone() })
+}
+
+pub(super) fn decode(bytes: &[u8], format: Format, frame: Option<u32>, opts: &DecodeOptions) -> Result<Vec<MedImage>, DecodeError> {
+    let obj = parse(bytes, format)?;
+    let h = header(&obj)?;
+    let wanted: Vec<u32> = match frame {
+        Some(f) => vec![f],
+        None => {
+            check_pixels(h.cols as u64, h.rows as u64, h.frames as u64, &opts.limits)?;
+            (0..h.frames).collect()
+        }
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    for f in wanted {
+        let s = stored(&obj, &h, f, opts)?;
+        out.push(to_image(s, &h, f, format));
+    }
+    Ok(out)
+}
+
+fn to_image(s: StoredFrame, h: &Header, frame: u32, format: Format) -> MedImage {
+    let m = &s.meta;
+    let (slope, intercept) = (m.rescale_slope, m.rescale_intercept);
+    let pi = m.photometric_interpretation.as_str();
+    let (pixels, photometric): (Vec<f32>, Photometric) = if s.samples_per_pixel == 3 {
+        let ybr = pi.starts_with("YBR") && !matches!(pi, "YBR_RCT" | "YBR_ICT");
+        let px = s.values.chunks_exact(3).map(|c| {
+            let (a, b, cc) = (c[0] as f32, c[1] as f32, c[2] as f32);
+            // Y of YBR_FULL is already luminance; RGB → BT.601 luma.
+            if ybr { a } else { luma(a, b, cc) }
+        });
+        (px.collect(), Photometric::Rgb)
+    } else {
+        let px = s.values.iter().map(|&v| (v as f64 * slope + intercept) as f32).collect();
+        (px, if pi == "MONOCHROME1" { Photometric::Monochrome1 } else { Photometric::Monochrome2 })
+    };
+    let is_ct = h.modality.as_deref() == Some("CT");
+    let hu_type = m.rescale_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("HU"));
+    let intensity = if s.samples_per_pixel == 1 && is_ct && hu_type { Intensity::Hounsfield } else if s.samples_per_pixel == 1 { Intensity::Modality } else { Intensity::Raw };
+    MedImage {
+        format,
+        width: s.width,
+        height: s.height,
+        pixels,
+        intensity,
+        bits_stored: m.bits_stored,
+        source_channels: s.samples_per_pixel,
+        float_samples: false,
+        photometric,
+        windows: h.windows.clone(),
+        modality: h.modality.clone(),
+        body_part: h.body_part.clone(),
+        frame,
+        frames: h.frames,
+        dicom: Some(s.meta),
+        replaced_non_finite: 0,
+        colourfulness: 0.0,
+    }
+}

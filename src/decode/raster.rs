@@ -1,0 +1,168 @@
+//! Everyday raster formats (PNG, JPEG, BMP, WebP, GIF) through the `image` crate, converted to
+//! one channel at full depth (colour → BT.601 luminance, alpha composited over black).
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+
+use super::{DecodeError, DecodeOptions, Format, Intensity, MedImage, Photometric, check_pixels, luma};
+
+pub(super) fn decode(bytes: &[u8], format: Format, opts: &DecodeOptions) -> Result<MedImage, DecodeError> {
+    let image_format = match format {
+        Format::Png => ImageFormat::Png,
+        Format::Jpeg => ImageFormat::Jpeg,
+        Format::Gif => ImageFormat::Gif,
+        Format::Bmp => ImageFormat::Bmp,
+        Format::Webp => ImageFormat::WebP,
+        Format::Tiff => ImageFormat::Tiff,
+        Format::Dicom | Format::DicomRaw => {
+            return Err(DecodeError::Unsupported { format, what: "not a raster format".into() });
+        }
+    };
+    let malformed = |e: image::ImageError| map_error(format, e, opts);
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(u32::try_from(opts.limits.max_pixels).unwrap_or(u32::MAX));
+    limits.max_image_height = Some(u32::try_from(opts.limits.max_pixels).unwrap_or(u32::MAX));
+    // 16-bit RGBA is 8 bytes a pixel; conversion needs a second buffer.
+    limits.max_alloc = Some(opts.limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(malformed)?;
+    let (w, h) = decoder.dimensions();
+    check_pixels(w as u64, h as u64, 1, &opts.limits).map_err(|e| with_format(e, format))?;
+    let orientation = decoder.orientation().ok();
+    let mut img = DynamicImage::from_decoder(decoder).map_err(malformed)?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok(from_dynamic(img, format))
+}
+
+/// Convert any `DynamicImage` to a single-channel [`MedImage`].
+pub(super) fn from_dynamic(img: DynamicImage, format: Format) -> MedImage {
+    let (width, height) = (img.width(), img.height());
+    let channels = img.color().channel_count() as u16;
+    let bits = (img.color().bits_per_pixel() / channels.max(1)) as u16;
+    let has_color = img.color().has_color();
+    let colourfulness = if has_color { colourfulness(&img) } else { 0.0 };
+    let (pixels, bits_stored, float_samples): (Vec<f32>, u16, bool) = match img {
+        DynamicImage::ImageLuma8(b) => (b.into_raw().into_iter().map(f32::from).collect(), 8, false),
+        DynamicImage::ImageLuma16(b) => (b.into_raw().into_iter().map(f32::from).collect(), 16, false),
+        DynamicImage::ImageLumaA8(b) => (
+            b.into_raw().chunks_exact(2).map(|p| f32::from(p[0]) * f32::from(p[1]) / 255.0).collect(),
+            8,
+            false,
+        ),
+        DynamicImage::ImageLumaA16(b) => (
+            b.into_raw().chunks_exact(2).map(|p| f32::from(p[0]) * f32::from(p[1]) / 65535.0).collect(),
+            16,
+            false,
+        ),
+        DynamicImage::ImageRgb8(b) => (
+            b.into_raw()
+                .chunks_exact(3)
+                .map(|p| luma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2])))
+                .collect(),
+            8,
+            false,
+        ),
+        DynamicImage::ImageRgba8(b) => (
+            b.into_raw()
+                .chunks_exact(4)
+                .map(|p| luma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2])) * f32::from(p[3]) / 255.0)
+                .collect(),
+            8,
+            false,
+        ),
+        DynamicImage::ImageRgb16(b) => (
+            b.into_raw()
+                .chunks_exact(3)
+                .map(|p| luma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2])))
+                .collect(),
+            16,
+            false,
+        ),
+        DynamicImage::ImageRgba16(b) => (
+            b.into_raw()
+                .chunks_exact(4)
+                .map(|p| luma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2])) * f32::from(p[3]) / 65535.0)
+                .collect(),
+            16,
+            false,
+        ),
+        other => (
+            other.to_rgba32f().into_raw().chunks_exact(4).map(|p| luma(p[0], p[1], p[2]) * p[3]).collect(),
+            bits.max(32),
+            true,
+        ),
+    };
+    MedImage {
+        format,
+        width,
+        height,
+        pixels,
+        intensity: Intensity::Raw,
+        bits_stored,
+        source_channels: channels,
+        float_samples,
+        photometric: if has_color { Photometric::Rgb } else { Photometric::Monochrome2 },
+        windows: Vec::new(),
+        modality: None,
+        body_part: None,
+        frame: 0,
+        frames: 1,
+        dicom: None,
+        replaced_non_finite: 0,
+        colourfulness,
+    }
+}
+
+/// Hasler & Süsstrunk (2003) colourfulness on 8-bit RGB, sampled on a grid of ≤ 65 536 pixels.
+fn colourfulness(img: &DynamicImage) -> f32 {
+    let (w, h) = (img.width().max(1), img.height().max(1));
+    let step = (((w as u64 * h as u64) as f64 / 65536.0).sqrt().ceil() as u32).max(1);
+    let (mut n, mut srg, mut syb, mut srg2, mut syb2) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    let mut y = 0;
+    while y < h {
+        let mut x = 0;
+        while x < w {
+            let p = image::GenericImageView::get_pixel(img, x, y).0;
+            let (r, g, b) = (p[0] as f64, p[1] as f64, p[2] as f64);
+            let (rg, yb) = (r - g, 0.5 * (r + g) - b);
+            srg += rg;
+            syb += yb;
+            srg2 += rg * rg;
+            syb2 += yb * yb;
+            n += 1.0;
+            x += step;
+        }
+        y += step;
+    }
+    if n == 0.0 {
+        return 0.0;
+    }
+    let (mrg, myb) = (srg / n, syb / n);
+    let (vrg, vyb) = ((srg2 / n - mrg * mrg).max(0.0), (syb2 / n - myb * myb).max(0.0));
+    ((vrg + vyb).sqrt() + 0.3 * (mrg * mrg + myb * myb).sqrt()) as f32
+}
+
+fn with_format(e: DecodeError, format: Format) -> DecodeError {
+    match e {
+        DecodeError::Malformed { detail, .. } => DecodeError::Malformed { format, detail },
+        other => other,
+    }
+}
+
+fn map_error(format: Format, e: image::ImageError, opts: &DecodeOptions) -> DecodeError {
+    use image::ImageError as E;
+    match e {
+        E::Limits(l) => match l.kind() {
+            image::error::LimitErrorKind::DimensionError | image::error::LimitErrorKind::InsufficientMemory => {
+                DecodeError::TooManyPixels { width: 0, height: 0, frames: 1, limit: opts.limits.max_pixels }
+            }
+            _ => DecodeError::Malformed { format, detail: l.to_string() },
+        },
+        E::Unsupported(u) => DecodeError::Unsupported { format, what: u.to_string() },
+        other => DecodeError::Malformed { format, detail: other.to_string() },
+    }
+}

@@ -1,0 +1,251 @@
+//! Gate: decide whether an image is a chest CT slice, a chest X-ray, or neither, and say why.
+//!
+//! 1. A DICOM file's own Modality routes it (CT → CT model; DX/CR/DR → X-ray model); other
+//!    modalities (MR, US, OT, …) and non-chest body parts are refused by name.
+//! 2. Otherwise a small modality CNN (CT slice vs chest radiograph) decides, and a distance to
+//!    the training data on its penultimate features (Mahalanobis, class means and a shared
+//!    shrunk covariance fitted on training images only) refuses what looks like neither:
+//!    photographs, drawings, documents. Strongly coloured images are refused before that.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::{Intensity, MedImage};
+use crate::weights::Modality;
+
+/// Mahalanobis model of the gate CNN's penultimate features.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateParams {
+    pub feature_dim: usize,
+    /// One mean per gate class (ct, cxr), `feature_dim` each.
+    pub means: Vec<Vec<f32>>,
+    /// Inverse of the shared covariance, row-major `feature_dim²`.
+    pub precision: Vec<f32>,
+    /// Accept when the smallest squared distance is at most this.
+    pub threshold: f32,
+    /// The quantile of training distances the threshold sits at, and its margin factor.
+    pub threshold_quantile: f32,
+    pub threshold_margin: f32,
+    /// Refuse images whose colourfulness (Hasler–Süsstrunk) exceeds this.
+    pub max_colourfulness: f32,
+}
+
+/// What the gate says about one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub accepted: bool,
+    pub modality: Option<Modality>,
+    /// How the decision was made: "dicom", "network", "user".
+    pub by: String,
+    /// A sentence for the person who dropped the file.
+    pub reason: String,
+    /// P(ct), P(cxr) from the modality network, when it ran.
+    pub probabilities: Option<Vec<f32>>,
+    /// Squared Mahalanobis distance and its limit, when the network ran.
+    pub distance: Option<f32>,
+    pub threshold: Option<f32>,
+}
+
+/// Rules that need no network: DICOM Modality / Body Part, colour.
+pub fn by_metadata(img: &MedImage, max_colourfulness: f32) -> Option<Verdict> {
+    let refuse = |reason: String| Verdict { accepted: false, modality: None, by: "dicom".into(), reason, probabilities: None, distance: None, threshold: None };
+    if let Some(bp) = img.body_part.as_deref() {
+        let b = bp.to_ascii_uppercase();
+        let chest = ["CHEST", "LUNG", "THORAX", "TORSO", "CHEST_ABDOMEN", "CHESTABDOMEN", "CHEST_TO_PELVIS", "WHOLEBODY", "WHOLE_BODY", "TRUNK", "BODY"];
+        if !chest.iter().any(|c| b.contains(c)) && !b.is_empty() {
+            return Some(refuse(format!("the file says the body part is {bp}; this tool reads chest CT and chest X-rays only")));
+        }
+    }
+    match img.modality.as_deref() {
+        Some("CT") => Some(Verdict { accepted: true, modality: Some(Modality::Ct), by: "dicom".into(), reason: "DICOM Modality CT".into(), probabilities: None, distance: None, threshold: None }),
+        Some(m @ ("DX" | "CR" | "DR" | "RG")) => Some(Verdict {
+            accepted: true,
+            modality: Some(Modality::Cxr),
+            by: "dicom".into(),
+            reason: format!("DICOM Modality {m} (radiograph)"),
+            probabilities: None,
+            distance: None,
+            threshold: None,
+        }),
+        Some(m) => Some(refuse(format!("the DICOM file is modality {m} ({}), not a CT or a radiograph", modality_name(m)))),
+        None if img.colourfulness > max_colourfulness => Some(Verdict {
+            by: "colour".into(),
+            ..refuse(format!("this is a colour picture (colourfulness {:.0}); CT slices and X-rays are greyscale", img.colourfulness))
+        }),
+        None if img.intensity == Intensity::Hounsfield => None,
+        None => None,
+    }
+}
+
+fn modality_name(m: &str) -> &'static str {
+    match m {
+        "MR" => "magnetic resonance",
+        "US" => "ultrasound",
+        "OT" => "other",
+        "PT" => "PET",
+        "NM" => "nuclear medicine",
+        "MG" => "mammography",
+        "XA" => "angiography",
+        "SC" => "secondary capture",
+        "SR" => "structured report",
+        "OP" | "OPT" => "ophthalmic",
+        "ES" | "XC" => "photograph",
+        "SM" => "microscopy",
+        _ => "not chest imaging",
+    }
+}
+
+impl GateParams {
+    /// Smallest squared Mahalanobis distance of `f` to the class means.
+    pub fn distance(&self, f: &[f32]) -> f32 {
+        let d = self.feature_dim;
+        if f.len() != d || self.precision.len() != d * d {
+            return f32::INFINITY;
+        }
+        let mut best = f32::INFINITY;
+        let mut diff = vec![0f32; d];
+        for m in &self.means {
+            for i in 0..d {
+                diff[i] = f[i] - m.get(i).copied().unwrap_or(0.0);
+            }
+            let mut s = 0f64;
+            for i in 0..d {
+                let row = &self.precision[i * d..(i + 1) * d];
+                let t: f64 = row.iter().zip(&diff).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+                s += t * diff[i] as f64;
+            }
+            best = best.min(s as f32);
+        }
+        best
+    }
+
+    /// Verdict from the gate network's features and probabilities.
+    pub fn judge(&self, features: &[f32], probs: &[f32]) -> Verdict {
+        let dist = self.distance(features);
+        let (p_ct, p_cxr) = (probs.first().copied().unwrap_or(0.0), probs.get(1).copied().unwrap_or(0.0));
+        let modality = if p_ct >= p_cxr { Modality::Ct } else { Modality::Cxr };
+        let accepted = dist <= self.threshold;
+        let reason = if accepted {
+            format!("looks like a {} ({:.0} % sure), within the range of the training images", if modality == Modality::Ct { "chest CT slice" } else { "chest X-ray" }, 100.0 * p_ct.max(p_cxr))
+        } else {
+            format!(
+                "this does not look like a chest CT slice or a chest X-ray: it is far from every training image (distance {:.0}, limit {:.0}). If it is one, choose the model by hand",
+                dist, self.threshold
+            )
+        };
+        Verdict { accepted, modality: Some(modality), by: "network".into(), reason, probabilities: Some(vec![p_ct, p_cxr]), distance: Some(dist), threshold: Some(self.threshold) }
+    }
+}
+
+/// Fit class means and a shared covariance (with shrinkage towards its diagonal), return
+/// the precision matrix. `feats` is row-major `n × d`.
+pub fn fit_mahalanobis(feats: &[f32], labels: &[usize], d: usize, classes: usize, shrinkage: f64) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let n = labels.len();
+    let mut means = vec![vec![0f64; d]; classes];
+    let mut counts = vec![0usize; classes];
+    for (i, &c) in labels.iter().enumerate() {
+        counts[c] += 1;
+        for j in 0..d {
+            means[c][j] += feats[i * d + j] as f64;
+        }
+    }
+    for c in 0..classes {
+        for v in &mut means[c] {
+            *v /= counts[c].max(1) as f64;
+        }
+    }
+    let mut cov = vec![0f64; d * d];
+    for (i, &c) in labels.iter().enumerate() {
+        for a in 0..d {
+            let da = feats[i * d + a] as f64 - means[c][a];
+            for b in a..d {
+                cov[a * d + b] += da * (feats[i * d + b] as f64 - means[c][b]);
+            }
+        }
+    }
+    for a in 0..d {
+        for b in a..d {
+            cov[a * d + b] /= (n.saturating_sub(classes)).max(1) as f64;
+            cov[b * d + a] = cov[a * d + b];
+        }
+    }
+    let avg_var = (0..d).map(|i| cov[i * d + i]).sum::<f64>() / d as f64;
+    for a in 0..d {
+        for b in 0..d {
+            let target = if a == b { cov[a * d + a].max(1e-6 * avg_var.max(1e-12)) } else { 0.0 };
+            cov[a * d + b] = (1.0 - shrinkage) * cov[a * d + b] + shrinkage * target;
+        }
+        cov[a * d + a] += 1e-6 * avg_var.max(1e-12);
+    }
+    let prec = invert(&cov, d);
+    (means.into_iter().map(|m| m.into_iter().map(|v| v as f32).collect()).collect(), prec.into_iter().map(|v| v as f32).collect())
+}
+
+/// Gauss–Jordan inverse of a symmetric positive-definite matrix.
+fn invert(m: &[f64], d: usize) -> Vec<f64> {
+    let mut a = m.to_vec();
+    let mut inv = vec![0f64; d * d];
+    for i in 0..d {
+        inv[i * d + i] = 1.0;
+    }
+    for col in 0..d {
+        let piv = (col..d).max_by(|&x, &y| a[x * d + col].abs().total_cmp(&a[y * d + col].abs())).unwrap_or(col);
+        if piv != col {
+            for k in 0..d {
+                a.swap(col * d + k, piv * d + k);
+                inv.swap(col * d + k, piv * d + k);
+            }
+        }
+        let p = a[col * d + col];
+        if p.abs() < 1e-300 {
+            continue;
+        }
+        for k in 0..d {
+            a[col * d + k] /= p;
+            inv[col * d + k] /= p;
+        }
+        for r in 0..d {
+            if r != col {
+                let f = a[r * d + col];
+                if f != 0.0 {
+                    for k in 0..d {
+                        a[r * d + k] -= f * a[col * d + k];
+                        inv[r * d + k] -= f * inv[col * d + k];
+                    }
+                }
+            }
+        }
+    }
+    inv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mahalanobis_of_known_gaussian() {
+        // Two features, unit variance, class means (0,0) and (10,0).
+        let mut f = Vec::new();
+        let mut l = Vec::new();
+        let mut s = 3u64;
+        let mut g = || {
+            let mut acc = 0.0;
+            for _ in 0..12 {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                acc += (s >> 11) as f64 / (1u64 << 53) as f64;
+            }
+            (acc - 6.0) as f32
+        };
+        for i in 0..4000 {
+            let c = i % 2;
+            f.push(g() + if c == 1 { 10.0 } else { 0.0 });
+            f.push(g());
+            l.push(c);
+        }
+        let (means, precision) = fit_mahalanobis(&f, &l, 2, 2, 0.0);
+        let p = GateParams { feature_dim: 2, means, precision, threshold: 9.0, threshold_quantile: 0.99, threshold_margin: 1.0, max_colourfulness: 30.0 };
+        assert!((p.distance(&[0.0, 2.0]) - 4.0).abs() < 0.4, "{}", p.distance(&[0.0, 2.0]));
+        assert!((p.distance(&[10.0, 0.0])).abs() < 0.1);
+        assert!(!p.judge(&[5.0, 5.0], &[0.5, 0.5]).accepted);
+    }
+}

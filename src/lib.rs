@@ -1,0 +1,33 @@
+//! ctxr: a chest CT / chest X-ray classifier that runs where the images are.
+//!
+//! The data flow reads top to bottom: [`decode`] → [`preprocess`] → [`model`] → [`gradcam`]
+//! (explain, drawn with [`colormap`]) → the CLI or the web page (present). [`weights`] loads
+//! trained records with their manifest; [`classifier`] ties a model, its manifest entry and a
+//! run-time [`device`] together. [`metrics`] evaluates; [`data`] feeds training (native only).
+
+pub mod decode;
+pub mod preprocess;
+pub mod model;
+pub mod gradcam;
+pub mod colormap;
+pub mod weights;
+pub mod device;
+pub mod classifier;
+pub mod metrics;
+pub mod augment;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod data;
+#[cfg(all(not(target_arch = "wasm32"), feature = "cli"))]
+pub mod train;
+pub mod evaluate;
+pub mod gate;
+
+/// Stable string hash used where a deterministic split of ids is needed.
+pub fn data_hash(s: &str) -> u64 {
+    let mut h = 0xcbf29ce484222325u64;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}

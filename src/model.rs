@@ -1,0 +1,167 @@
+//! Model: one compact ResNet-style CNN for single-channel images, the same type on every
+//! device (flex CPU, wgpu/WebGPU). Its trunk exposes each stage's output so Grad-CAM can
+//! target a shallow, middle or deep layer; the head is global average pooling + a linear
+//! layer, which makes Grad-CAM at the last stage equal to CAM.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Architecture of the classifier; stored in each model's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Input channels (1: greyscale).
+    pub in_channels: usize,
+    /// Stem width followed by the width of each stage; stage `i > 0` halves the resolution.
+    pub stem_width: usize,
+    pub stage_widths: Vec<usize>,
+    pub num_classes: usize,
+}
+
+impl ModelConfig {
+    pub fn new(num_classes: usize) -> Self {
+        ModelConfig { in_channels: 1, stem_width: 24, stage_widths: vec![24, 48, 96, 192], num_classes }
+    }
+
+    /// Build a model with freshly initialised weights on `device`.
+    pub fn init(&self, device: &Device) -> Cnn {
+        let stem = ConvBn::new(self.in_channels, self.stem_width, 2, 3, device);
+        let mut stages = Vec::with_capacity(self.stage_widths.len());
+        let mut c = self.stem_width;
+        for (i, &w) in self.stage_widths.iter().enumerate() {
+            let stride = if i == 0 { 1 } else { 2 };
+            stages.push(Block::new(c, w, stride, device));
+            c = w;
+        }
+        let head = LinearConfig::new(c, self.num_classes).init(device);
+        Cnn { stem, stages, head }
+    }
+
+    /// Names of the Grad-CAM targets, shallow to deep ("stage1" … "stageN").
+    pub fn layer_names(&self) -> Vec<String> {
+        (1..=self.stage_widths.len()).map(|i| format!("stage{i}")).collect()
+    }
+
+    /// Downsampling factor of stage `i` (0-based) relative to the input.
+    pub fn stage_stride(&self, i: usize) -> usize {
+        // The stem halves the input; stages after the first halve again.
+        2usize << i.min(self.stage_widths.len().saturating_sub(1))
+    }
+}
+
+/// Convolution (no bias) + batch normalisation.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    fn new(cin: usize, cout: usize, stride: usize, kernel: usize, device: &Device) -> Self {
+        let pad = kernel / 2;
+        let conv = Conv2dConfig::new([cin, cout], [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_bias(false)
+            .init(device);
+        ConvBn { conv, bn: BatchNormConfig::new(cout).init(device) }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// Residual basic block: 3×3 conv-BN-ReLU, 3×3 conv-BN, plus a (projected) shortcut, ReLU.
+#[derive(Module, Debug)]
+pub struct Block {
+    a: ConvBn,
+    b: ConvBn,
+    down: Option<ConvBn>,
+}
+
+impl Block {
+    fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+        let down = (stride != 1 || cin != cout).then(|| ConvBn::new(cin, cout, stride, 1, device));
+        Block { a: ConvBn::new(cin, cout, stride, 3, device), b: ConvBn::new(cout, cout, 1, 3, device), down }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let shortcut = match &self.down {
+            Some(d) => d.forward(x.clone()),
+            None => x.clone(),
+        };
+        let y = relu(self.a.forward(x));
+        relu(self.b.forward(y) + shortcut)
+    }
+}
+
+/// The classifier network. Input `[batch, 1, S, S]`, output logits `[batch, classes]`.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    stem: ConvBn,
+    stages: Vec<Block>,
+    head: Linear,
+}
+
+impl Cnn {
+    /// Number of trunk stages (Grad-CAM targets).
+    pub fn num_stages(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Logits.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let n = self.stages.len();
+        self.forward_from(self.trunk_until(x, n.saturating_sub(1)), n.saturating_sub(1))
+    }
+
+    /// Output of stage `k` (0-based; clamped to the last stage).
+    pub fn trunk_until(&self, x: Tensor<4>, k: usize) -> Tensor<4> {
+        let mut a = relu(self.stem.forward(x));
+        for stage in self.stages.iter().take(k + 1) {
+            a = stage.forward(a);
+        }
+        a
+    }
+
+    /// Continue from the output of stage `k` to the logits.
+    pub fn forward_from(&self, a: Tensor<4>, k: usize) -> Tensor<2> {
+        let mut a = a;
+        for stage in self.stages.iter().skip(k + 1) {
+            a = stage.forward(a);
+        }
+        self.head.forward(Self::pool(a))
+    }
+
+    /// Global average pooling `[b, c, h, w] → [b, c]` (the penultimate features).
+    pub fn pool(a: Tensor<4>) -> Tensor<2> {
+        let [b, c, _, _] = a.dims();
+        a.mean_dim(3).mean_dim(2).reshape([b, c])
+    }
+
+    /// Penultimate features (pooled last stage) and logits in one pass.
+    pub fn features_and_logits(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let n = self.stages.len();
+        let feats = Self::pool(self.trunk_until(x, n.saturating_sub(1)));
+        let logits = self.head.forward(feats.clone());
+        (feats, logits)
+    }
+
+    /// The head's weight `[features, classes]` (for CAM).
+    pub fn head_weight(&self) -> Tensor<2> {
+        self.head.weight.val()
+    }
+
+    pub fn head_bias(&self) -> Option<Tensor<1>> {
+        self.head.bias.as_ref().map(|b| b.val())
+    }
+}
+
+/// Number of scalar parameters of a module.
+pub fn param_count(model: &Cnn) -> usize {
+    model.num_params()
+}

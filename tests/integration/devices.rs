@@ -1,0 +1,60 @@
+//! The same model gives the same logits on flex (CPU) and on wgpu (a GPU, or Mesa's lavapipe
+//! Vulkan on machines without one). Without any adapter the test says so and skips.
+
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use ctxr::model::ModelConfig;
+use ctxr::weights::{Modality, ModelEntry, record_bytes, sha256_hex};
+
+#[test]
+fn flex_and_wgpu_forward_agree() {
+    let wgpu = match std::panic::catch_unwind(|| pollster::block_on(ctxr::device::wgpu())) {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            eprintln!("SKIPPED flex_and_wgpu_forward_agree: no wgpu adapter ({e}); install mesa-vulkan-drivers for lavapipe");
+            return;
+        }
+        Err(_) => {
+            eprintln!("SKIPPED flex_and_wgpu_forward_agree: wgpu initialisation panicked (no adapter)");
+            return;
+        }
+    };
+    let cpu = ctxr::device::cpu();
+    let arch = ModelConfig::new(3);
+    let model = arch.init(&cpu).valid();
+    let bytes = record_bytes(&model, false).unwrap();
+    let entry = ModelEntry {
+        id: "t".into(),
+        title: "t".into(),
+        modality: Modality::Cxr,
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        record: "t.bpk".into(),
+        sha256: sha256_hex(&bytes),
+        record_bytes: bytes.len() as u64,
+        dtype: "f32".into(),
+        params: model.num_params(),
+        architecture: arch,
+        preprocess: ctxr::preprocess::PreprocessConfig::new(64),
+        temperature: None,
+        operating_point: None,
+        evaluation: None,
+        training: None,
+        gate: None,
+        credits: vec![],
+        notes: vec![],
+    };
+    let on_gpu = ctxr::weights::load_model(&entry, &bytes, &wgpu).unwrap();
+    let n = 2 * 64 * 64;
+    let v: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let x_cpu = Tensor::<4>::from_data(TensorData::new(v.clone(), [2, 1, 64, 64]), &cpu);
+    let x_gpu = Tensor::<4>::from_data(TensorData::new(v, [2, 1, 64, 64]), &wgpu);
+    let a: Vec<f32> = model.forward(x_cpu).into_data().to_vec().unwrap();
+    let b: Vec<f32> = pollster::block_on(on_gpu.forward(x_gpu).into_data_async()).unwrap().to_vec().unwrap();
+    let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    eprintln!("flex vs wgpu ({wgpu:?}): logits {a:?} vs {b:?}, max abs difference {max:e}");
+    assert!(max <= 1e-3, "logits differ by {max}");
+    // Grad-CAM runs on the GPU device too.
+    let x = Tensor::<4>::from_data(TensorData::new(vec![0.1f32; 64 * 64], [1, 1, 64, 64]), &wgpu);
+    let cam = pollster::block_on(ctxr::gradcam::grad_cam(&on_gpu, x, 0, 2)).unwrap();
+    assert_eq!(cam.heat.len(), 64 * 64);
+}

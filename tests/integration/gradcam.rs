@@ -1,0 +1,81 @@
+//! Grad-CAM checked two independent ways on a model with random weights:
+//! (a) at the last stage (followed by GAP + linear head) it equals CAM from the head's weights
+//!     scaled by 1/(H·W); (b) at an inner stage its gradients match central finite differences.
+
+use burn::tensor::{Tensor, TensorData};
+use ctxr::gradcam::{cam_from_head, grad_cam};
+use burn::module::Module;
+use ctxr::model::ModelConfig;
+
+fn input(size: usize, seed: u32) -> Tensor<4> {
+    // Deterministic pseudo-random input (LCG), roughly standardised.
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+    let v: Vec<f32> = (0..size * size)
+        .map(|_| {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect();
+    Tensor::<4>::from_data(TensorData::new(v, [1, 1, size, size]), &ctxr::device::cpu())
+}
+
+#[test]
+fn last_stage_grad_cam_equals_cam_over_hw() {
+    let dev = ctxr::device::cpu();
+    let model = ModelConfig::new(3).init(&dev).valid();
+    let x = input(64, 7);
+    for class in 0..3 {
+        let cam = pollster::block_on(grad_cam(&model, x.clone(), class, model.num_stages())).unwrap();
+        let reference = pollster::block_on(cam_from_head(&model, x.clone(), class)).unwrap();
+        let hw = (cam.map_width * cam.map_height) as f32;
+        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max_err = cam.linear.iter().zip(&reference).map(|(g, c)| (g - c / hw).abs()).fold(0f32, f32::max);
+        let rel = max_err / (scale / hw);
+        eprintln!("class {class}: {}x{} map, relative max error {rel:e}", cam.map_width, cam.map_height);
+        assert!(rel <= 1e-4, "Grad-CAM differs from CAM/(H·W): relative max error {rel}");
+        assert!(cam.heat.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+}
+
+#[test]
+fn inner_stage_gradients_match_finite_differences() {
+    let dev = ctxr::device::cpu();
+    let model = ModelConfig::new(2).init(&dev).valid();
+    let x = input(32, 3);
+    let (layer, class) = (2usize, 1usize);
+    let k = layer - 1;
+    let a = model.trunk_until(x.clone(), k);
+    let dims = a.dims();
+    let a_vals: Vec<f32> = a.clone().into_data().to_vec().unwrap();
+    let cam = pollster::block_on(grad_cam(&model, x, class, layer)).unwrap();
+    // Recover the full gradient with autodiff as grad_cam does, then test the largest entries.
+    let at = a.clone().detach().autodiff().require_grad();
+    let y = model.forward_from(at.clone(), k).slice([0..1, class..class + 1]).reshape([1]);
+    let g: Vec<f32> = at.grad(&y.backward()).unwrap().without_autodiff().into_data().to_vec().unwrap();
+    // α from grad_cam must be the spatial mean of this gradient.
+    let hw = dims[2] * dims[3];
+    for (c, alpha) in cam.alphas.iter().enumerate() {
+        let mean: f32 = g[c * hw..(c + 1) * hw].iter().sum::<f32>() / hw as f32;
+        assert!((alpha - mean).abs() <= 1e-6 + 1e-4 * mean.abs(), "alpha {c}");
+    }
+    let score = |vals: &[f32]| -> f64 {
+        let t = Tensor::<4>::from_data(TensorData::new(vals.to_vec(), dims), &dev);
+        let v: Vec<f32> = model.forward_from(t, k).into_data().to_vec().unwrap();
+        v[class] as f64
+    };
+    let mut idx: Vec<usize> = (0..g.len()).collect();
+    idx.sort_by(|&i, &j| g[j].abs().total_cmp(&g[i].abs()));
+    let eps = 1e-2f32;
+    let mut worst = 0f64;
+    for &i in idx.iter().take(24) {
+        let mut plus = a_vals.clone();
+        plus[i] += eps;
+        let mut minus = a_vals.clone();
+        minus[i] -= eps;
+        let fd = (score(&plus) - score(&minus)) / (2.0 * eps as f64);
+        let rel = (fd - g[i] as f64).abs() / (g[i] as f64).abs().max(1e-6);
+        worst = worst.max(rel);
+        assert!(rel <= 1e-2, "element {i}: autodiff {} vs finite difference {fd} (relative error {rel})", g[i]);
+    }
+    eprintln!("stage {layer}: 24 largest gradient entries match finite differences, worst relative error {worst:e}");
+}

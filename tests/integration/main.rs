@@ -1,0 +1,11 @@
+//! One integration-test binary (one link instead of one per file). Tests that need the real
+//! data in `../shared/data` skip with a message when it is absent.
+
+mod common;
+
+mod cli;
+mod decoder_references;
+mod devices;
+mod gradcam;
+mod robustness;
+mod weights;

@@ -1,0 +1,84 @@
+//! A model saved to bytes and loaded back through the browser's path (record + manifest +
+//! SHA-256) gives identical logits; a damaged record is refused; f16 records stay close.
+
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use ctxr::classifier::Classifier;
+use ctxr::model::ModelConfig;
+use ctxr::preprocess::PreprocessConfig;
+use ctxr::weights::{Manifest, Modality, ModelEntry, WeightsError, record_bytes, sha256_hex};
+
+fn entry(bytes: &[u8], arch: ModelConfig, dtype: &str, params: usize) -> ModelEntry {
+    ModelEntry {
+        id: "ct".into(),
+        title: "test".into(),
+        modality: Modality::Ct,
+        classes: vec!["noncovid".into(), "covid".into()],
+        record: "ct.bpk".into(),
+        sha256: sha256_hex(bytes),
+        record_bytes: bytes.len() as u64,
+        dtype: dtype.into(),
+        params,
+        architecture: arch,
+        preprocess: PreprocessConfig::new(64),
+        temperature: None,
+        operating_point: None,
+        evaluation: None,
+        training: None,
+        gate: None,
+        credits: vec![],
+        notes: vec![],
+    }
+}
+
+fn logits(model: &ctxr::model::Cnn) -> Vec<f32> {
+    let v: Vec<f32> = (0..2 * 64 * 64).map(|i| ((i * 13 % 97) as f32 / 40.0) - 1.2).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(v, [2, 1, 64, 64]), &ctxr::device::cpu());
+    model.forward(x).into_data().to_vec().unwrap()
+}
+
+#[test]
+fn record_roundtrip_through_manifest_gives_identical_logits() {
+    let dev = ctxr::device::cpu();
+    let arch = ModelConfig::new(2);
+    let model = arch.init(&dev).valid();
+    let params = model.num_params();
+    assert!(params <= 2_000_000, "≤ 2 M parameters, got {params}");
+    let bytes = record_bytes(&model, false).unwrap();
+    let mut manifest = Manifest::default();
+    manifest.upsert(entry(&bytes, arch, "f32", params));
+    let parsed = Manifest::parse(&manifest.to_json()).unwrap();
+    let clf = Classifier::load(parsed.model("ct").unwrap().clone(), &bytes, dev.clone()).unwrap();
+    assert_eq!(logits(&model), logits(clf.model()), "identical logits after the round trip");
+    assert!(!clf.entry.is_evaluated());
+}
+
+#[test]
+fn damaged_record_is_refused() {
+    let dev = ctxr::device::cpu();
+    let arch = ModelConfig::new(2);
+    let model = arch.init(&dev).valid();
+    let mut bytes = record_bytes(&model, false).unwrap();
+    let e = entry(&bytes, arch, "f32", 0);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    match Classifier::load(e, &bytes, dev) {
+        Err(WeightsError::ShaMismatch { .. }) => {}
+        other => panic!("expected ShaMismatch, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn f16_record_is_half_the_size_and_close() {
+    let dev = ctxr::device::cpu();
+    let arch = ModelConfig::new(2);
+    let model = arch.init(&dev).valid();
+    let full = record_bytes(&model, false).unwrap();
+    let half = record_bytes(&model, true).unwrap();
+    assert!(half.len() < full.len() * 6 / 10, "f16 {} vs f32 {}", half.len(), full.len());
+    let clf = Classifier::load(entry(&half, arch, "f16", 0), &half, dev).unwrap();
+    let (a, b) = (logits(&model), logits(clf.model()));
+    let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    eprintln!("f32 record {} bytes, f16 record {} bytes, max logit difference {max:e}", full.len(), half.len());
+    assert!(max < 5e-2, "f16 logits differ by {max}");
+}
