@@ -77,7 +77,7 @@ impl Classifier {
         &self.device
     }
 
-    pub fn modality(&self) -> Modality {
+    pub fn modality(&self) -> Option<Modality> {
         self.entry.modality
     }
 
@@ -85,8 +85,8 @@ impl Classifier {
     pub fn decode_options(&self) -> DecodeOptions {
         DecodeOptions {
             tiff_u16: match self.entry.modality {
-                Modality::Ct => TiffU16::HuPlus1024,
-                Modality::Cxr => TiffU16::Raw,
+                Some(Modality::Cxr) => TiffU16::Raw,
+                _ => TiffU16::HuPlus1024,
             },
             ..DecodeOptions::default()
         }

@@ -193,12 +193,13 @@ impl Cache {
 
     /// Build (or load from `path` when its key matches) the cache for `samples`.
     pub fn build_or_load(samples: &[Sample], cfg: &PreprocessConfig, decode_opts: DecodeOptions, path: &Path, threads: usize) -> Result<Self, DataError> {
-        let key = format!(
-            "{}|{}",
-            serde_json::to_string(cfg).unwrap_or_default(),
-            samples.iter().map(|s| s.path.display().to_string()).collect::<Vec<_>>().join(";").len()
-                + samples.iter().map(|s| fnv(&s.path.display().to_string(), 1) as usize % 1_000_003).sum::<usize>()
-        );
+        // The key names the preprocessing, the decode options and every file, in order.
+        let mut listing = format!("{}|{:?}|", serde_json::to_string(cfg).unwrap_or_default(), decode_opts.tiff_u16);
+        for s in samples {
+            listing.push_str(&s.path.display().to_string());
+            listing.push('\n');
+        }
+        let key = format!("{}:{:016x}", samples.len(), fnv(&listing, 0));
         if let Ok(c) = Self::load(path, &key) {
             return Ok(c);
         }

@@ -249,3 +249,33 @@ mod tests {
         assert!(!p.judge(&[5.0, 5.0], &[0.5, 0.5]).accepted);
     }
 }
+
+/// The gate network with its distance model.
+pub struct Gatekeeper {
+    pub classifier: crate::classifier::Classifier,
+    pub params: GateParams,
+}
+
+impl Gatekeeper {
+    /// Build from the manifest's "gate" entry (its `gate` field holds [`GateParams`]).
+    pub fn new(classifier: crate::classifier::Classifier) -> Result<Self, crate::weights::WeightsError> {
+        let params = classifier
+            .entry
+            .gate
+            .clone()
+            .and_then(|v| serde_json::from_value::<GateParams>(v).ok())
+            .ok_or_else(|| crate::weights::WeightsError::Manifest("the gate entry has no distance model".into()))?;
+        Ok(Gatekeeper { classifier, params })
+    }
+
+    /// Judge a decoded image: DICOM/colour rules first (unless `network_only`), then the network.
+    pub async fn judge(&self, img: &MedImage, network_only: bool) -> Result<Verdict, crate::classifier::ClassifyError> {
+        if !network_only && let Some(v) = by_metadata(img, self.params.max_colourfulness) {
+            return Ok(v);
+        }
+        let p = self.classifier.preprocess(img, crate::preprocess::WindowChoice::Auto)?;
+        let (f, l) = self.classifier.features(&[&p]).await?;
+        let probs = crate::classifier::softmax(&l, 1.0);
+        Ok(self.params.judge(&f, &probs))
+    }
+}

@@ -19,8 +19,11 @@ pub mod augment;
 pub mod data;
 #[cfg(all(not(target_arch = "wasm32"), feature = "cli"))]
 pub mod train;
+#[cfg(all(not(target_arch = "wasm32"), feature = "cli"))]
+pub mod pipeline;
 pub mod evaluate;
 pub mod gate;
+pub mod card;
 
 /// Stable string hash used where a deterministic split of ids is needed.
 pub fn data_hash(s: &str) -> u64 {

@@ -26,6 +26,12 @@ impl ModelConfig {
         ModelConfig { in_channels: 1, stem_width: 24, stage_widths: vec![24, 48, 96, 192], num_classes }
     }
 
+    /// Build a model with weights initialised from `seed` (reproducible) on `device`.
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> Cnn {
+        device.seed(seed);
+        self.init(device)
+    }
+
     /// Build a model with freshly initialised weights on `device`.
     pub fn init(&self, device: &Device) -> Cnn {
         let stem = ConvBn::new(self.in_channels, self.stem_width, 2, 3, device);

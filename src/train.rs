@@ -200,7 +200,7 @@ pub fn train_model(
     } else {
         CrossEntropyLossConfig::new().init(&dev)
     };
-    let mut model = cfg.architecture.init(&dev);
+    let mut model = cfg.architecture.init_seeded(&dev, cfg.seed.wrapping_add(fold as u64));
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
     let steps_per_epoch = train_idx.len().div_ceil(cfg.batch);
     let total_steps = steps_per_epoch * cfg.epochs;
@@ -241,14 +241,9 @@ pub fn train_model(
         for (step, batch) in order.chunks(cfg.batch).enumerate() {
             let b = batch.len();
             let mut x = vec![0f32; b * size * size];
-            let mut unit = vec![0u8; size * size];
             for (j, &i) in batch.iter().enumerate() {
-                let src = cache.image(i);
-                for (u, &v) in unit.iter_mut().zip(src) {
-                    *u = v;
-                }
                 let out = &mut x[j * size * size..(j + 1) * size * size];
-                augment(&unit, size, &cfg.augment, &mut rng, out);
+                augment(cache.image(i), size, &cfg.augment, &mut rng, out);
                 for v in out.iter_mut() {
                     *v = (*v - pre.mean) / pre.std;
                 }
@@ -338,4 +333,326 @@ pub fn modality_of(id: &str) -> Option<Modality> {
 /// Folds of the pool (deterministic from the seed).
 pub fn folds(pool: &[Sample], cfg: &TrainConfig) -> Vec<usize> {
     grouped_folds(pool, cfg.folds, cfg.seed)
+}
+
+/// Held-out outputs of one cross-validation fold.
+#[derive(Serialize, Deserialize)]
+pub struct FoldResult {
+    pub fold: usize,
+    pub test_idx: Vec<usize>,
+    pub logits: Vec<Vec<f32>>,
+    pub seconds: f64,
+}
+
+/// What `ctxr train` needs to know.
+pub struct RunOptions {
+    pub model: String,
+    pub data_dir: PathBuf,
+    pub weights_dir: PathBuf,
+    pub work_root: PathBuf,
+    pub resume: bool,
+    pub epochs: Option<usize>,
+}
+
+/// Cross-validate, pick the shipped model (fold 0's), fit temperature and operating point on
+/// its held-out fold, write the record and manifest entry, then evaluate it the way `ctxr
+/// eval` does and store that evaluation.
+pub fn run(opts: &RunOptions) -> Result<(), String> {
+    use crate::evaluate::{OperatingPoint, Outputs, cross_fitted_ece, full_report, report};
+    use crate::metrics::{fit_temperature, mean_sd, softmax_t};
+    use serde_json::json;
+
+    let mut cfg = TrainConfig::for_model(&opts.model).ok_or_else(|| format!("unknown model '{}' (ct, cxr or gate)", opts.model))?;
+    if let Some(e) = opts.epochs {
+        cfg.epochs = e;
+    }
+    let work = work_dir(&opts.work_root, &cfg.model);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let mut log = Log::new(&work.join("train.log"));
+    let started = Instant::now();
+    log.line(&format!("[{}] config {}", cfg.model, serde_json::to_string(&cfg).unwrap_or_default()));
+    let plan = plan(&cfg.model, &opts.data_dir)?;
+    let pre = cfg.preprocess();
+    let t = Instant::now();
+    let cache = Cache::build_or_load(&plan.pool, &pre, decode_options(&cfg.model), &work.join("pool.cache"), 2).map_err(|e| e.to_string())?;
+    let bad: Vec<&String> = plan.pool.iter().zip(&cache.errors).filter(|(_, e)| e.is_some()).map(|(s, _)| &s.rel).collect();
+    log.line(&format!("[{}] cache of {} images ready in {:.0} s ({} failed to decode: {:?})", cfg.model, plan.pool.len(), t.elapsed().as_secs_f64(), bad.len(), bad));
+    let labels = label_indices(&plan.pool, &cfg.classes);
+    let fold_of = folds(&plan.pool, &cfg);
+    let cpu = Device::flex();
+    if cfg.model == "gate" {
+        return crate::train::gate_run(&cfg, &plan, &cache, &labels, &fold_of, &work, opts, &mut log);
+    }
+    let n = plan.pool.len();
+    let mut results = Vec::new();
+    for f in 0..cfg.folds {
+        let path = work.join(format!("fold{f}.result.json"));
+        if opts.resume && let Ok(r) = std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str::<FoldResult>(&t).map_err(|e| e.to_string())) {
+            log.line(&format!("[{} fold {f}] done earlier, reusing its results", cfg.model));
+            results.push(r);
+            continue;
+        }
+        let tf = Instant::now();
+        let train_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
+        let model = train_model(&cfg, &cache, &labels, &train_idx, f, &work.join("checkpoints"), opts.resume, &mut log)?;
+        let bytes = crate::weights::record_bytes(&model, false).map_err(|e| e.to_string())?;
+        std::fs::write(work.join(format!("fold{f}.bpk")), &bytes).map_err(|e| e.to_string())?;
+        let test_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f && labels[i].is_some() && cache.errors[i].is_none()).collect();
+        let logits = predict_logits(&model, &cache, &test_idx, &cpu, pre.mean, pre.std);
+        let r = FoldResult { fold: f, test_idx, logits, seconds: tf.elapsed().as_secs_f64() };
+        std::fs::write(&path, serde_json::to_string(&r).unwrap_or_default()).map_err(|e| e.to_string())?;
+        log.line(&format!("[{} fold {f}] finished in {:.1} min", cfg.model, r.seconds / 60.0));
+        results.push(r);
+    }
+    // Cross-validation summary (cache path; same preprocessing, 8-bit cached inputs).
+    let key = if cfg.classes.len() == 2 { "auc" } else { "macro_auc" };
+    let mut per_fold = Vec::new();
+    let (mut aucs, mut accs, mut ece_raw, mut ece_cal) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut all_l, mut all_t, mut all_s, mut all_p) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in &results {
+        let truth: Vec<usize> = r.test_idx.iter().map(|&i| labels[i].unwrap_or(0)).collect();
+        let sources: Vec<String> = r.test_idx.iter().map(|&i| plan.pool[i].source.clone()).collect();
+        let patients: Vec<Option<String>> = r.test_idx.iter().map(|&i| plan.pool[i].patient_id.clone()).collect();
+        let groups: Vec<String> = r.test_idx.iter().map(|&i| plan.pool[i].group.clone()).collect();
+        let o = Outputs { classes: &cfg.classes, logits: &r.logits, truth: &truth, sources: &sources, patients: &patients };
+        let rep = report(&o, 1.0, None);
+        let (er, ec) = cross_fitted_ece(&o, &groups);
+        aucs.push(rep[key].as_f64().unwrap_or(f64::NAN));
+        accs.push(rep["accuracy"].as_f64().unwrap_or(f64::NAN));
+        ece_raw.push(er);
+        ece_cal.push(ec);
+        per_fold.push(json!({"fold": r.fold, "n": truth.len(), key: rep[key], "accuracy": rep["accuracy"], "ece_raw": er, "ece_after_temperature": ec, "minutes": r.seconds / 60.0}));
+        all_l.extend(r.logits.iter().cloned());
+        all_t.extend(truth);
+        all_s.extend(sources);
+        all_p.extend(patients);
+    }
+    let pooled = full_report(&Outputs { classes: &cfg.classes, logits: &all_l, truth: &all_t, sources: &all_s, patients: &all_p }, 1.0, None);
+    let (am, asd) = mean_sd(&aucs);
+    let (cm, csd) = mean_sd(&accs);
+    let (erm, _) = mean_sd(&ece_raw);
+    let (ecm, ecsd) = mean_sd(&ece_cal);
+    let cv = json!({
+        "folds": cfg.folds,
+        "grouping": "patient id where present; blocks of neighbouring file numbers for sarscov2-ct and radiography-224; else one group per image",
+        format!("{key}_mean"): am, format!("{key}_sd"): asd,
+        "accuracy_mean": cm, "accuracy_sd": csd,
+        "ece_raw_mean": erm, "ece_after_temperature_mean": ecm, "ece_after_temperature_sd": ecsd,
+        "ece_note": "temperature fitted on one half of each held-out fold's patients, ECE measured on the other half, both ways",
+        "per_fold": per_fold,
+        "pooled_out_of_fold": pooled,
+    });
+    log.line(&format!("[{}] cross-validation {key} {am:.4} ± {asd:.4}, accuracy {cm:.4} ± {csd:.4}, ECE {erm:.4} → {ecm:.4}", cfg.model));
+    // The shipped model: fold 0's, calibrated and thresholded on its own held-out fold.
+    let r0 = &results[0];
+    let truth0: Vec<usize> = r0.test_idx.iter().map(|&i| labels[i].unwrap_or(0)).collect();
+    let temperature = fit_temperature(&r0.logits, &truth0);
+    let probs0: Vec<Vec<f64>> = r0.logits.iter().map(|l| softmax_t(l, temperature)).collect();
+    let positive = cfg.classes.iter().position(|c| c == "covid").unwrap_or(cfg.classes.len() - 1);
+    let op = OperatingPoint::fit(&probs0, &truth0, &cfg.classes, positive, 0.95, "held-out fold 0 of the training sources (the shipped model never trained on it)");
+    let model = load_record_file(&cfg.architecture, &work.join("fold0.bpk"), &cpu)?;
+    let full = crate::weights::record_bytes(&model, false).map_err(|e| e.to_string())?;
+    let half = crate::weights::record_bytes(&model, true).map_err(|e| e.to_string())?;
+    // Keep f16 only if the held-out logits barely move.
+    let entry_for = |bytes: &[u8], dtype: &str| crate::weights::ModelEntry {
+        id: cfg.model.clone(),
+        title: match cfg.model.as_str() {
+            "ct" => "Chest CT slice: COVID-19 vs non-COVID".into(),
+            _ => "Chest X-ray: normal / pneumonia / COVID-19".into(),
+        },
+        modality: modality_of(&cfg.model),
+        classes: cfg.classes.clone(),
+        record: format!("{}.bpk", cfg.model),
+        sha256: crate::weights::sha256_hex(bytes),
+        record_bytes: bytes.len() as u64,
+        dtype: dtype.into(),
+        params: model.num_params(),
+        architecture: cfg.architecture.clone(),
+        preprocess: pre.clone(),
+        temperature: Some(temperature as f32),
+        operating_point: op.as_ref().and_then(|o| serde_json::to_value(o).ok()),
+        evaluation: None,
+        training: Some(json!({
+            "config": cfg,
+            "pool_sources": count_by(&plan.pool),
+            "external_sources": count_by(&plan.external),
+            "shipped_model": "fold 0 (trained on the other 4 folds)",
+            "cross_validation": cv,
+            "minutes": started.elapsed().as_secs_f64() / 60.0,
+            "machine": format!("{} CPU threads, burn flex", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        })),
+        gate: None,
+        credits: credits(&cfg.model),
+        notes: vec![crate::weights::DISCLAIMER.into()],
+    };
+    let mut dtype = "f16";
+    let mut bytes = half.clone();
+    {
+        let hm = crate::classifier::Classifier::load(entry_for(&half, "f16"), &half, cpu.clone()).map_err(|e| e.to_string())?;
+        let lh = predict_logits(hm.model(), &cache, &r0.test_idx, &cpu, pre.mean, pre.std);
+        let diff = lh.iter().flatten().zip(r0.logits.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        log.line(&format!("[{}] f16 record {} bytes vs f32 {} bytes; max held-out logit change {diff:.4}", cfg.model, half.len(), full.len()));
+        if diff > 0.05 {
+            dtype = "f32";
+            bytes = full.clone();
+        }
+    }
+    let entry = entry_for(&bytes, dtype);
+    std::fs::create_dir_all(&opts.weights_dir).map_err(|e| e.to_string())?;
+    std::fs::write(opts.weights_dir.join(&entry.record), &bytes).map_err(|e| e.to_string())?;
+    let clf = crate::classifier::Classifier::load(entry.clone(), &bytes, cpu.clone()).map_err(|e| e.to_string())?;
+    log.line(&format!("[{}] evaluating the shipped model through the full decode → preprocess → model path", cfg.model));
+    let eval = crate::pipeline::evaluate_default(&clf, &opts.data_dir)?;
+    let mut entry = entry;
+    entry.evaluation = Some(eval.clone());
+    let mpath = opts.weights_dir.join("manifest.json");
+    let mut manifest = std::fs::read_to_string(&mpath).ok().and_then(|t| crate::weights::Manifest::parse(&t).ok()).unwrap_or_default();
+    manifest.models.retain(|m| !m.record.contains("untrained"));
+    manifest.upsert(entry);
+    std::fs::write(&mpath, manifest.to_json()).map_err(|e| e.to_string())?;
+    log.line(&format!(
+        "[{}] shipped: internal held-out {key} {}, external {key} {} ; total {:.1} min",
+        cfg.model,
+        eval["sets"]["internal_heldout"][key],
+        eval["sets"]["external"][key],
+        started.elapsed().as_secs_f64() / 60.0
+    ));
+    Ok(())
+}
+
+fn count_by(samples: &[Sample]) -> serde_json::Value {
+    let mut m: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>> = Default::default();
+    for s in samples {
+        *m.entry(s.source.clone()).or_default().entry(s.label.clone()).or_default() += 1;
+    }
+    serde_json::to_value(m).unwrap_or_default()
+}
+
+/// Dataset credits and licences for a model's manifest entry.
+pub fn credits(model: &str) -> Vec<String> {
+    let ct = [
+        "UCSD-AI4H COVID-CT (Zhao et al. 2020, arXiv:2003.13865), github.com/UCSD-AI4H/COVID-CT — research use; cite the paper",
+        "SARS-CoV-2 CT-scan dataset (Soares et al. 2020, medRxiv 10.1101/2020.04.24.20078584) — CC BY-NC-SA 4.0",
+        "MosMedData COVID19_1110 (Morozov et al. 2020, medRxiv 10.1101/2020.05.20.20100362) — CC BY-NC-ND 3.0; external test only",
+    ];
+    let cxr = [
+        "Kermany et al. 2018 (Cell), pediatric chest X-rays, Mendeley Data — CC BY 4.0",
+        "COVID-19 Radiography Database (Chowdhury et al. 2020; Rahman et al. 2021), Kaggle — cite the papers; normals from RSNA",
+        "Figure 1 COVID-19 Chest X-ray Dataset Initiative (COVIDx) — research use only",
+        "Hannover Medical School COVID-19 Image Repository (doi 10.25835/0090041) — CC BY 3.0; external test only",
+        "OpenIST chest X-ray normals (educational source) — research/testing only; external test only",
+    ];
+    match model {
+        "ct" => ct.iter().map(|s| s.to_string()).collect(),
+        "cxr" => cxr.iter().map(|s| s.to_string()).collect(),
+        _ => ct.iter().chain(cxr.iter()).map(|s| s.to_string()).collect(),
+    }
+}
+
+/// The natural photographs among `odd-inputs` (checks for the gate, never training data).
+pub const NATURAL_PHOTOS: [&str; 9] = [
+    "image-rs/tests/images/jpg/iptc.jpg",
+    "image-rs/tests/images/jpg/portrait_2.jpg",
+    "image-rs/tests/images/jpg/progressive/3.jpg",
+    "image-rs/tests/images/jpg/progressive/cat.jpg",
+    "image-rs/tests/images/png/iptc.png",
+    "image-rs/tests/images/tiff/testsuite/mandrill.tiff",
+    "image-rs/tests/images/tiff/testsuite/planar.tiff",
+    "image-rs/tests/images/tiff/testsuite/rgb-3c-16b.tiff",
+    "image-rs/tests/images/webp/extended_images/advertises_rgba_but_frames_are_rgb.webp",
+];
+
+/// Features of cached images, row-major `n × d`.
+fn cache_features(model: &Cnn, cache: &Cache, idx: &[usize], mean: f32, std: f32) -> (Vec<f32>, usize) {
+    let cpu = Device::flex();
+    let size = cache.size as usize;
+    let mut out = Vec::new();
+    let mut d = 0;
+    for batch in idx.chunks(64) {
+        let mut x = Vec::with_capacity(batch.len() * size * size);
+        for &i in batch {
+            x.extend(cache.image(i).iter().map(|&v| (v as f32 / 255.0 - mean) / std));
+        }
+        let t = Tensor::<4>::from_data(TensorData::new(x, [batch.len(), 1, size, size]), &cpu);
+        let (f, _) = model.features_and_logits(t);
+        d = f.dims()[1];
+        out.extend(f.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default());
+    }
+    (out, d)
+}
+
+fn quantile(v: &[f32], q: f64) -> f32 {
+    let mut s: Vec<f32> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f32::NAN;
+    }
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[((q * (s.len() - 1) as f64).round() as usize).min(s.len() - 1)]
+}
+
+/// Train the modality gate (CT slice vs chest radiograph) on folds 1–4 of both training pools,
+/// fit the Mahalanobis model on those training images, set the distance limit on fold 0
+/// (validation), then measure acceptance on the external sets and refusal of natural photos.
+#[allow(clippy::too_many_arguments)]
+pub fn gate_run(cfg: &TrainConfig, plan: &Plan, cache: &Cache, labels: &[Option<usize>], fold_of: &[usize], work: &Path, opts: &RunOptions, log: &mut Log) -> Result<(), String> {
+    use crate::gate::{GateParams, fit_mahalanobis};
+    use serde_json::json;
+    let started = Instant::now();
+    let pre = cfg.preprocess();
+    let n = plan.pool.len();
+    let ok = |i: &usize| labels[*i].is_some() && cache.errors[*i].is_none();
+    let train_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] != 0).filter(ok).collect();
+    let val_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] == 0).filter(ok).collect();
+    let model = train_model(cfg, cache, labels, &train_idx, 0, &work.join("checkpoints"), opts.resume, log)?;
+    let (ft, d) = cache_features(&model, cache, &train_idx, pre.mean, pre.std);
+    let lt: Vec<usize> = train_idx.iter().map(|&i| labels[i].unwrap_or(0)).collect();
+    let (means, precision) = fit_mahalanobis(&ft, &lt, d, cfg.classes.len(), 0.05);
+    let mut params = GateParams { feature_dim: d, means, precision, threshold: 0.0, threshold_quantile: 0.999, threshold_margin: 1.25, max_colourfulness: 20.0 };
+    let dist_of = |f: &[f32], p: &GateParams| -> Vec<f32> { f.chunks(d).map(|r| p.distance(r)).collect() };
+    let (fv, _) = cache_features(&model, cache, &val_idx, pre.mean, pre.std);
+    let dv = dist_of(&fv, &params);
+    let dt = dist_of(&ft, &params);
+    params.threshold = quantile(&dv, params.threshold_quantile as f64) * params.threshold_margin;
+    log.line(&format!(
+        "[gate] feature dim {d}; training distance q50 {:.1} q99 {:.1} q99.9 {:.1}; validation q99.9 {:.1} → limit {:.1}",
+        quantile(&dt, 0.5),
+        quantile(&dt, 0.99),
+        quantile(&dt, 0.999),
+        quantile(&dv, 0.999),
+        params.threshold
+    ));
+    let bytes = crate::weights::record_bytes(&model, true).map_err(|e| e.to_string())?;
+    let mut entry = crate::weights::ModelEntry {
+        id: "gate".into(),
+        title: "Input gate: chest CT slice vs chest X-ray vs neither".into(),
+        modality: None,
+        classes: cfg.classes.clone(),
+        record: "gate.bpk".into(),
+        sha256: crate::weights::sha256_hex(&bytes),
+        record_bytes: bytes.len() as u64,
+        dtype: "f16".into(),
+        params: model.num_params(),
+        architecture: cfg.architecture.clone(),
+        preprocess: pre.clone(),
+        temperature: None,
+        operating_point: None,
+        evaluation: None,
+        training: Some(json!({"config": cfg, "pool_sources": count_by(&plan.pool), "trained_on": "folds 1-4 of both models' training pools", "validation": "fold 0 (sets the distance limit)"})),
+        gate: serde_json::to_value(&params).ok(),
+        credits: credits("gate"),
+        notes: vec!["Refuses images that are neither a chest CT slice nor a chest X-ray; a screening aid for the demo, not a guarantee.".into()],
+    };
+    let clf = crate::classifier::Classifier::load(entry.clone(), &bytes, Device::flex()).map_err(|e| e.to_string())?;
+    let eval = crate::pipeline::evaluate_gate(&clf, &params, &plan.external, &opts.data_dir.join("odd-inputs"))?;
+    log.line(&format!("[gate] {}", eval));
+    entry.evaluation = Some(eval);
+    std::fs::create_dir_all(&opts.weights_dir).map_err(|e| e.to_string())?;
+    std::fs::write(opts.weights_dir.join("gate.bpk"), &bytes).map_err(|e| e.to_string())?;
+    let mpath = opts.weights_dir.join("manifest.json");
+    let mut manifest = std::fs::read_to_string(&mpath).ok().and_then(|t| crate::weights::Manifest::parse(&t).ok()).unwrap_or_default();
+    manifest.models.retain(|m| !m.record.contains("untrained"));
+    manifest.upsert(entry);
+    std::fs::write(&mpath, manifest.to_json()).map_err(|e| e.to_string())?;
+    log.line(&format!("[gate] done in {:.1} min", started.elapsed().as_secs_f64() / 60.0));
+    Ok(())
 }

@@ -35,7 +35,9 @@ pub struct ModelEntry {
     /// Short id ("ct", "cxr").
     pub id: String,
     pub title: String,
-    pub modality: Modality,
+    /// The kind of image the model reads (`None` for the input gate, which reads any).
+    #[serde(default)]
+    pub modality: Option<Modality>,
     pub classes: Vec<String>,
     /// File name of the record, relative to the manifest.
     pub record: String,

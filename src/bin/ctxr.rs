@@ -68,6 +68,47 @@ enum Cmd {
         #[arg(long)]
         tiff_raw: bool,
     },
+    /// Train a model (ct, cxr or gate) on the real data with 5-fold patient-grouped CV, then
+    /// write its record and manifest entry (with evaluation) into --weights.
+    Train {
+        #[arg(long)]
+        model: String,
+        /// Folder with ct/ and cxr/ manifests (the shared data).
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        #[arg(long, default_value = "weights")]
+        weights: PathBuf,
+        /// Caches, checkpoints and logs.
+        #[arg(long, default_value = "cache/train")]
+        work: PathBuf,
+        /// Continue from the last checkpoint and reuse finished folds.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+    /// Evaluate shipped weights: by default on the model's held-out fold and its external
+    /// sets; with --manifest on any CSV with the manifest schema.
+    Eval {
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value = "weights")]
+        weights: PathBuf,
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Write the full report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Regenerate the measured-numbers section of MODEL_CARD.md from weights/manifest.json.
+    Card {
+        #[arg(long, default_value = "weights")]
+        weights: PathBuf,
+        #[arg(long, default_value = "MODEL_CARD.md")]
+        out: PathBuf,
+    },
     /// Write UNTRAINED weights and a manifest without evaluation (to exercise the pipeline).
     InitWeights {
         #[arg(long)]
@@ -97,6 +138,22 @@ fn main() -> ExitCode {
         }),
         Cmd::Inspect { files, json, tiff_raw } => inspect(&files, json, tiff_raw),
         Cmd::InitWeights { out, input_size, seed } => init_weights(&out, input_size, seed),
+        Cmd::Train { model, data, weights, work, resume, epochs } => ctxr::train::run(&ctxr::train::RunOptions {
+            model,
+            data_dir: data,
+            weights_dir: weights,
+            work_root: work,
+            resume,
+            epochs,
+        })
+        .map(|_| ExitCode::SUCCESS),
+        Cmd::Card { weights, out } => (|| {
+            let m = load_manifest(&weights)?;
+            let old = std::fs::read_to_string(&out).unwrap_or_default();
+            std::fs::write(&out, ctxr::card::splice(&old, &ctxr::card::render(&m))).map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        })(),
+        Cmd::Eval { model, weights, data, manifest, json } => eval(&model, &weights, &data, manifest.as_deref(), json.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -189,6 +246,13 @@ fn classify(a: ClassifyArgs) -> Result<ExitCode, String> {
         Some(o) => return Err(format!("--model must be ct or cxr (got '{o}')")),
     };
     let mut loaded: Vec<(Modality, Classifier)> = Vec::new();
+    let gate = match manifest.model("gate") {
+        Ok(_) if forced.is_none() => {
+            let c = load_classifier(&a.weights, &manifest, "gate", &device)?;
+            Some(ctxr::gate::Gatekeeper::new(c).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
     let mut warned = std::collections::HashSet::new();
     let many = a.files.len() > 1;
     if let (true, Some(h)) = (many, &a.heatmap) {
@@ -200,9 +264,22 @@ fn classify(a: ClassifyArgs) -> Result<ExitCode, String> {
             let bytes = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
             let tiff_u16 = if forced == Some(Modality::Cxr) { TiffU16::Raw } else { TiffU16::HuPlus1024 };
             let img = decode(&bytes, &DecodeOptions { tiff_u16, ..DecodeOptions::default() }).map_err(|e| e.to_string())?;
-            let modality = forced.or_else(|| route(&img)).ok_or(
-                "cannot tell whether this is a chest CT slice or a chest X-ray (no DICOM Modality, no Hounsfield units); pass --model ct or --model cxr",
-            )?;
+            let mut gate_verdict = None;
+            let modality = match (forced, &gate) {
+                (Some(m), _) => m,
+                (None, Some(g)) => {
+                    let v = pollster::block_on(g.judge(&img, false)).map_err(|e| e.to_string())?;
+                    if !v.accepted {
+                        return Err(format!("refused by the input gate: {}", v.reason));
+                    }
+                    let m = v.modality.ok_or("the gate gave no modality")?;
+                    gate_verdict = Some(v);
+                    m
+                }
+                (None, None) => route(&img).ok_or(
+                    "cannot tell whether this is a chest CT slice or a chest X-ray (no DICOM Modality, no Hounsfield units, no gate model); pass --model ct or --model cxr",
+                )?,
+            };
             if !loaded.iter().any(|(m, _)| *m == modality) {
                 let c = load_classifier(&a.weights, &manifest, modality.name(), &device)?;
                 loaded.push((modality, c));
@@ -225,7 +302,13 @@ fn classify(a: ClassifyArgs) -> Result<ExitCode, String> {
                 "probabilities": pred.probabilities,
                 "label": pred.label,
                 "window": {"center": p.window.center, "width": p.window.width},
+                "gate": gate_verdict,
             });
+            if let Some(op) = clf.entry.operating_point.clone().and_then(|v| serde_json::from_value::<ctxr::evaluate::OperatingPoint>(v).ok()) {
+                let probs: Vec<f64> = pred.probabilities.iter().map(|&p| p as f64).collect();
+                let d = op.decide(&probs, &clf.entry.classes);
+                out["decision"] = json!({"label": clf.entry.classes.get(d), "rule": format!("{} if P({}) ≥ {:.3} (chosen for {:.0} % sensitivity on validation), else the likelier other class", op.positive_class, op.positive_class, op.threshold, op.target_sensitivity * 100.0)});
+            }
             if let Some(h) = &a.heatmap {
                 let class = match &a.class {
                     Some(name) => clf.entry.class_index(name).ok_or_else(|| format!("no class '{name}' (classes: {})", clf.entry.classes.join(", ")))?,
@@ -285,7 +368,8 @@ fn print_human(v: &serde_json::Value) {
         .map(|(c, p)| format!("{} {:.3}", c.as_str().unwrap_or("?"), p.as_f64().unwrap_or(f64::NAN)))
         .collect();
     let tag = if v["evaluated"].as_bool() == Some(true) { "" } else { "  [UNEVALUATED WEIGHTS: meaningless]" };
-    println!("{}: [{}] {} → {}{}", v["file"].as_str().unwrap_or("?"), v["model"].as_str().unwrap_or("?"), parts.join(", "), v["label"].as_str().unwrap_or("?"), tag);
+    let label = v["decision"]["label"].as_str().or(v["label"].as_str()).unwrap_or("?");
+    println!("{}: [{}] {} → {}{}", v["file"].as_str().unwrap_or("?"), v["model"].as_str().unwrap_or("?"), parts.join(", "), label, tag);
     if let Some(h) = v.get("heatmap") {
         println!("    Grad-CAM ({}, {}, {}) → {}", h["class"].as_str().unwrap_or("?"), h["layer"].as_str().unwrap_or("?"), h["colormap"].as_str().unwrap_or("?"), h["file"].as_str().unwrap_or("?"));
     }
@@ -363,7 +447,7 @@ fn init_weights(out: &Path, input_size: u32, _seed: u64) -> Result<ExitCode, Str
         manifest.upsert(ModelEntry {
             id: id.into(),
             title: format!("UNTRAINED {id} model (random weights, for testing the pipeline only)"),
-            modality,
+            modality: Some(modality),
             classes: classes.into_iter().map(String::from).collect(),
             record,
             sha256: sha256_hex(&bytes),
@@ -383,5 +467,46 @@ fn init_weights(out: &Path, input_size: u32, _seed: u64) -> Result<ExitCode, Str
     }
     std::fs::write(out.join("manifest.json"), manifest.to_json()).map_err(|e| e.to_string())?;
     eprintln!("wrote UNTRAINED weights to {} (outputs are meaningless; for pipeline tests only)", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(model: &str, weights: &Path, data: &Path, manifest_csv: Option<&Path>, json_out: Option<&Path>) -> Result<ExitCode, String> {
+    let manifest = load_manifest(weights)?;
+    let device = ctxr::device::cpu();
+    let clf = load_classifier(weights, &manifest, model, &device)?;
+    if !clf.entry.is_evaluated() {
+        eprintln!("note: the manifest carries no evaluation for '{model}' yet");
+    }
+    let report = match manifest_csv {
+        Some(csv) => ctxr::pipeline::evaluate_csv(&clf, csv)?,
+        None => ctxr::pipeline::evaluate_default(&clf, data)?,
+    };
+    let print_set = |name: &str, r: &serde_json::Value| {
+        let key = if r.get("auc").is_some() { "auc" } else { "macro_auc" };
+        println!("{name}: n {} accuracy {} {key} {} ECE {} (T={})", r["n"], r["accuracy"], r[key], r["ece_calibrated"], r["temperature"]);
+        if let Some(pc) = r["per_class"].as_array() {
+            for c in pc {
+                println!("    {:<10} sens {} spec {} prec {} F1 {} (n {})", c["class"].as_str().unwrap_or("?"), c["sensitivity"], c["specificity"], c["precision"], c["f1"], c["support"]);
+            }
+        }
+        if let Some(ps) = r["per_source"].as_object() {
+            for (s, v) in ps {
+                println!("    source {s:<16} n {} accuracy {} {key} {}", v["n"], v["accuracy"], v[key]);
+            }
+        }
+        if !r["patient_level"].is_null() {
+            println!("    patient level: {}", r["patient_level"]);
+        }
+    };
+    if let Some(sets) = report["sets"].as_object() {
+        for (k, v) in sets {
+            print_set(k, v);
+        }
+    } else {
+        print_set("manifest", &report);
+    }
+    if let Some(out) = json_out {
+        std::fs::write(out, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }

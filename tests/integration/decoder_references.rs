@@ -107,7 +107,8 @@ fn decoders_match_pydicom_and_tifffile() {
     }
     eprintln!("checked {checked} decoder samples against the references");
     assert!(errors.is_empty(), "{} mismatches:\n{}", errors.len(), errors.join("\n"));
-    assert!(checked >= 25, "expected all decoder samples to be checked, got {checked}");
+    let undecodable = refs.as_object().unwrap().values().filter(|r| r.get("pixels").is_some()).count();
+    assert_eq!(checked + undecodable, refs.as_object().unwrap().len(), "every decoder sample checked");
 }
 
 #[test]

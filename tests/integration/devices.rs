@@ -21,12 +21,12 @@ fn flex_and_wgpu_forward_agree() {
     };
     let cpu = ctxr::device::cpu();
     let arch = ModelConfig::new(3);
-    let model = arch.init(&cpu).valid();
+    let model = arch.init_seeded(&cpu, 42).valid();
     let bytes = record_bytes(&model, false).unwrap();
     let entry = ModelEntry {
         id: "t".into(),
         title: "t".into(),
-        modality: Modality::Cxr,
+        modality: Some(Modality::Cxr),
         classes: vec!["a".into(), "b".into(), "c".into()],
         record: "t.bpk".into(),
         sha256: sha256_hex(&bytes),
@@ -48,8 +48,8 @@ fn flex_and_wgpu_forward_agree() {
     let v: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
     let x_cpu = Tensor::<4>::from_data(TensorData::new(v.clone(), [2, 1, 64, 64]), &cpu);
     let x_gpu = Tensor::<4>::from_data(TensorData::new(v, [2, 1, 64, 64]), &wgpu);
-    let a: Vec<f32> = model.forward(x_cpu).into_data().to_vec().unwrap();
-    let b: Vec<f32> = pollster::block_on(on_gpu.forward(x_gpu).into_data_async()).unwrap().to_vec().unwrap();
+    let a: Vec<f32> = model.forward(x_cpu).into_data().try_to_vec::<f32>().unwrap();
+    let b: Vec<f32> = pollster::block_on(on_gpu.forward(x_gpu).into_data_async()).unwrap().try_to_vec::<f32>().unwrap();
     let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     eprintln!("flex vs wgpu ({wgpu:?}): logits {a:?} vs {b:?}, max abs difference {max:e}");
     assert!(max <= 1e-3, "logits differ by {max}");

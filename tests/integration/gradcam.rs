@@ -22,7 +22,7 @@ fn input(size: usize, seed: u32) -> Tensor<4> {
 #[test]
 fn last_stage_grad_cam_equals_cam_over_hw() {
     let dev = ctxr::device::cpu();
-    let model = ModelConfig::new(3).init(&dev).valid();
+    let model = ModelConfig::new(3).init_seeded(&dev, 42).valid();
     let x = input(64, 7);
     for class in 0..3 {
         let cam = pollster::block_on(grad_cam(&model, x.clone(), class, model.num_stages())).unwrap();
@@ -40,18 +40,21 @@ fn last_stage_grad_cam_equals_cam_over_hw() {
 #[test]
 fn inner_stage_gradients_match_finite_differences() {
     let dev = ctxr::device::cpu();
-    let model = ModelConfig::new(2).init(&dev).valid();
-    let x = input(32, 3);
+    let mut arch = ModelConfig::new(2);
+    arch.stem_width = 4;
+    arch.stage_widths = vec![4, 8, 16, 32];
+    let model = arch.init_seeded(&dev, 42).valid();
+    let x = input(16, 3);
     let (layer, class) = (2usize, 1usize);
     let k = layer - 1;
     let a = model.trunk_until(x.clone(), k);
     let dims = a.dims();
-    let a_vals: Vec<f32> = a.clone().into_data().to_vec().unwrap();
+    let a_vals: Vec<f32> = a.clone().into_data().try_to_vec::<f32>().unwrap();
     let cam = pollster::block_on(grad_cam(&model, x, class, layer)).unwrap();
     // Recover the full gradient with autodiff as grad_cam does, then test the largest entries.
     let at = a.clone().detach().autodiff().require_grad();
     let y = model.forward_from(at.clone(), k).slice([0..1, class..class + 1]).reshape([1]);
-    let g: Vec<f32> = at.grad(&y.backward()).unwrap().without_autodiff().into_data().to_vec().unwrap();
+    let g: Vec<f32> = at.grad(&y.backward()).unwrap().without_autodiff().into_data().try_to_vec::<f32>().unwrap();
     // α from grad_cam must be the spatial mean of this gradient.
     let hw = dims[2] * dims[3];
     for (c, alpha) in cam.alphas.iter().enumerate() {
@@ -60,22 +63,35 @@ fn inner_stage_gradients_match_finite_differences() {
     }
     let score = |vals: &[f32]| -> f64 {
         let t = Tensor::<4>::from_data(TensorData::new(vals.to_vec(), dims), &dev);
-        let v: Vec<f32> = model.forward_from(t, k).into_data().to_vec().unwrap();
+        let v: Vec<f32> = model.forward_from(t, k).into_data().try_to_vec::<f32>().unwrap();
         v[class] as f64
     };
+    // The network is piecewise linear (ReLU), so a central difference is exact unless the step
+    // crosses a kink: there the forward and backward one-sided differences disagree, and such
+    // entries are skipped. The small model and input keep f32 rounding far below the signal.
     let mut idx: Vec<usize> = (0..g.len()).collect();
     idx.sort_by(|&i, &j| g[j].abs().total_cmp(&g[i].abs()));
-    let eps = 1e-2f32;
-    let mut worst = 0f64;
-    for &i in idx.iter().take(24) {
-        let mut plus = a_vals.clone();
-        plus[i] += eps;
-        let mut minus = a_vals.clone();
-        minus[i] -= eps;
-        let fd = (score(&plus) - score(&minus)) / (2.0 * eps as f64);
-        let rel = (fd - g[i] as f64).abs() / (g[i] as f64).abs().max(1e-6);
+    let eps = 2e-3f32;
+    let base = score(&a_vals);
+    let at_offset = |i: usize, d: f32| -> f64 {
+        let mut v = a_vals.clone();
+        v[i] += d;
+        score(&v)
+    };
+    let (mut worst, mut checked, mut kinks) = (0f64, 0, 0);
+    for &i in idx.iter().take(32) {
+        let (up, down) = (at_offset(i, eps), at_offset(i, -eps));
+        let (fwd, bwd) = ((up - base) / eps as f64, (base - down) / eps as f64);
+        let central = (up - down) / (2.0 * eps as f64);
+        if (fwd - bwd).abs() > 5e-3 * central.abs().max(1e-9) {
+            kinks += 1;
+            continue;
+        }
+        let rel = (central - g[i] as f64).abs() / (g[i] as f64).abs().max(1e-9);
         worst = worst.max(rel);
-        assert!(rel <= 1e-2, "element {i}: autodiff {} vs finite difference {fd} (relative error {rel})", g[i]);
+        checked += 1;
+        assert!(rel <= 1e-2, "element {i}: autodiff {} vs finite difference {central} (relative error {rel})", g[i]);
     }
-    eprintln!("stage {layer}: 24 largest gradient entries match finite differences, worst relative error {worst:e}");
+    assert!(checked >= 12, "only {checked} entries away from ReLU kinks ({kinks} skipped)");
+    eprintln!("stage {layer}: {checked} of the 32 largest gradient entries match central differences ({kinks} near kinks skipped), worst relative error {worst:e}");
 }

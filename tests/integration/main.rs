@@ -8,4 +8,5 @@ mod decoder_references;
 mod devices;
 mod gradcam;
 mod robustness;
+mod trained;
 mod weights;

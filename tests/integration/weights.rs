@@ -12,7 +12,7 @@ fn entry(bytes: &[u8], arch: ModelConfig, dtype: &str, params: usize) -> ModelEn
     ModelEntry {
         id: "ct".into(),
         title: "test".into(),
-        modality: Modality::Ct,
+        modality: Some(Modality::Ct),
         classes: vec!["noncovid".into(), "covid".into()],
         record: "ct.bpk".into(),
         sha256: sha256_hex(bytes),
@@ -34,14 +34,14 @@ fn entry(bytes: &[u8], arch: ModelConfig, dtype: &str, params: usize) -> ModelEn
 fn logits(model: &ctxr::model::Cnn) -> Vec<f32> {
     let v: Vec<f32> = (0..2 * 64 * 64).map(|i| ((i * 13 % 97) as f32 / 40.0) - 1.2).collect();
     let x = Tensor::<4>::from_data(TensorData::new(v, [2, 1, 64, 64]), &ctxr::device::cpu());
-    model.forward(x).into_data().to_vec().unwrap()
+    model.forward(x).into_data().try_to_vec::<f32>().unwrap()
 }
 
 #[test]
 fn record_roundtrip_through_manifest_gives_identical_logits() {
     let dev = ctxr::device::cpu();
     let arch = ModelConfig::new(2);
-    let model = arch.init(&dev).valid();
+    let model = arch.init_seeded(&dev, 42).valid();
     let params = model.num_params();
     assert!(params <= 2_000_000, "≤ 2 M parameters, got {params}");
     let bytes = record_bytes(&model, false).unwrap();
@@ -57,7 +57,7 @@ fn record_roundtrip_through_manifest_gives_identical_logits() {
 fn damaged_record_is_refused() {
     let dev = ctxr::device::cpu();
     let arch = ModelConfig::new(2);
-    let model = arch.init(&dev).valid();
+    let model = arch.init_seeded(&dev, 42).valid();
     let mut bytes = record_bytes(&model, false).unwrap();
     let e = entry(&bytes, arch, "f32", 0);
     let mid = bytes.len() / 2;
@@ -72,7 +72,7 @@ fn damaged_record_is_refused() {
 fn f16_record_is_half_the_size_and_close() {
     let dev = ctxr::device::cpu();
     let arch = ModelConfig::new(2);
-    let model = arch.init(&dev).valid();
+    let model = arch.init_seeded(&dev, 42).valid();
     let full = record_bytes(&model, false).unwrap();
     let half = record_bytes(&model, true).unwrap();
     assert!(half.len() < full.len() * 6 / 10, "f16 {} vs f32 {}", half.len(), full.len());
