@@ -42,7 +42,13 @@ impl Rng {
 
 /// Augmentation ranges.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AugmentConfig {
+    /// Probability of squeezing the image along one axis (ratio in [`squeeze_min`, 1]) so that
+    /// black letterbox bars appear: inputs that are not square get such bars from
+    /// preprocessing, and the model must not learn them as a cue.
+    pub squeeze_prob: f32,
+    pub squeeze_min: f32,
     pub flip: bool,
     pub rotation_deg: f32,
     pub scale_min: f32,
@@ -53,7 +59,7 @@ pub struct AugmentConfig {
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        AugmentConfig { flip: true, rotation_deg: 25.0, scale_min: 0.7, shift: 0.05, contrast_min: 0.5, contrast_max: 1.5 }
+        AugmentConfig { squeeze_prob: 0.5, squeeze_min: 0.7, flip: true, rotation_deg: 25.0, scale_min: 0.7, shift: 0.05, contrast_min: 0.5, contrast_max: 1.5 }
     }
 }
 
@@ -66,6 +72,12 @@ pub fn augment(src: &[u8], size: usize, cfg: &AugmentConfig, rng: &mut Rng, out:
     let tx = rng.range(-cfg.shift, cfg.shift) * size as f32;
     let ty = rng.range(-cfg.shift, cfg.shift) * size as f32;
     let contrast = rng.range(cfg.contrast_min, cfg.contrast_max);
+    // Squeeze: sample the source more widely along one axis (the content shrinks, bars appear).
+    let (mut ax, mut ay) = (1.0f32, 1.0f32);
+    if rng.unit() < cfg.squeeze_prob {
+        let r = rng.range(cfg.squeeze_min, 1.0).max(1e-3);
+        if rng.unit() < 0.5 { ax = 1.0 / r } else { ay = 1.0 / r }
+    }
     let (sin, cos) = theta.sin_cos();
     let c = (size as f32 - 1.0) / 2.0;
     let get = |x: i64, y: i64| -> f32 {
@@ -76,8 +88,8 @@ pub fn augment(src: &[u8], size: usize, cfg: &AugmentConfig, rng: &mut Rng, out:
         for x in 0..size {
             let xo = if flip { size - 1 - x } else { x };
             let (u, v) = (xo as f32 - c - tx, y as f32 - c - ty);
-            let sx = c + s * (cos * u + sin * v);
-            let sy = c + s * (-sin * u + cos * v);
+            let sx = c + s * ax * (cos * u + sin * v);
+            let sy = c + s * ay * (-sin * u + cos * v);
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
@@ -100,7 +112,7 @@ mod tests {
     fn identity_settings_reproduce_the_image() {
         let size = 16;
         let src: Vec<u8> = (0..size * size).map(|i| (i % 251) as u8).collect();
-        let cfg = AugmentConfig { flip: false, rotation_deg: 0.0, scale_min: 1.0, shift: 0.0, contrast_min: 1.0, contrast_max: 1.0 };
+        let cfg = AugmentConfig { squeeze_prob: 0.0, squeeze_min: 1.0, flip: false, rotation_deg: 0.0, scale_min: 1.0, shift: 0.0, contrast_min: 1.0, contrast_max: 1.0 };
         let mut out = vec![0.0; size * size];
         augment(&src, size, &cfg, &mut Rng::new(1), &mut out);
         for (a, b) in src.iter().zip(&out) {

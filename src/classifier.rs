@@ -152,10 +152,10 @@ impl Classifier {
         Ok(grad_cam(&self.model, x, class, layer).await?)
     }
 
-    /// Penultimate (pooled) features and logits for a batch, row-major `[n, features]`.
+    /// Gate features (pooled last two stages) and logits for a batch, row-major `[n, features]`.
     pub async fn features(&self, items: &[&Preprocessed]) -> Result<(Vec<f32>, Vec<f32>), ClassifyError> {
         let n = items.len();
-        let (f, l) = self.model.features_and_logits(self.batch_tensor(items));
+        let (f, l) = self.model.gate_features(self.batch_tensor(items));
         let [_, d] = f.dims();
         let k = self.entry.classes.len();
         Ok((read(f.reshape([n * d])).await?, read(l.reshape([n * k])).await?))

@@ -38,7 +38,7 @@ pub struct Verdict {
     pub by: String,
     /// A sentence for the person who dropped the file.
     pub reason: String,
-    /// P(ct), P(cxr) from the modality network, when it ran.
+    /// P(ct), P(cxr), P(neither) from the gate network, when it ran.
     pub probabilities: Option<Vec<f32>>,
     /// Squared Mahalanobis distance and its limit, when the network ran.
     pub distance: Option<f32>,
@@ -118,13 +118,16 @@ impl GateParams {
         best
     }
 
-    /// Verdict from the gate network's features and probabilities.
+    /// Verdict from the gate network's features and probabilities (ct, cxr, neither).
     pub fn judge(&self, features: &[f32], probs: &[f32]) -> Verdict {
         let dist = self.distance(features);
         let (p_ct, p_cxr) = (probs.first().copied().unwrap_or(0.0), probs.get(1).copied().unwrap_or(0.0));
+        let p_other = probs.get(2).copied().unwrap_or(0.0);
         let modality = if p_ct >= p_cxr { Modality::Ct } else { Modality::Cxr };
-        let accepted = dist <= self.threshold;
-        let reason = if accepted {
+        let accepted = dist <= self.threshold && p_other < 0.5;
+        let reason = if p_other >= 0.5 {
+            format!("this does not look like a chest CT slice or a chest X-ray (the gate network is {:.0} % sure it is neither). If it is one, choose the model by hand", 100.0 * p_other)
+        } else if accepted {
             format!("looks like a {} ({:.0} % sure), within the range of the training images", if modality == Modality::Ct { "chest CT slice" } else { "chest X-ray" }, 100.0 * p_ct.max(p_cxr))
         } else {
             format!(
@@ -132,8 +135,67 @@ impl GateParams {
                 dist, self.threshold
             )
         };
-        Verdict { accepted, modality: Some(modality), by: "network".into(), reason, probabilities: Some(vec![p_ct, p_cxr]), distance: Some(dist), threshold: Some(self.threshold) }
+        Verdict { accepted, modality: Some(modality), by: "network".into(), reason, probabilities: Some(probs.to_vec()), distance: Some(dist), threshold: Some(self.threshold) }
     }
+}
+
+/// Number of values [`image_stats`] returns.
+pub const N_STATS: usize = 8;
+
+/// Simple statistics of the 8-bit model input that chest images share and photos rarely do:
+/// left–right mirror correlation, mean, spread, dark and bright fractions, border-minus-centre
+/// contrast, edge energy and its horizontal/vertical balance. Appended to the network features.
+pub fn image_stats(seen: &[u8], size: usize) -> Vec<f32> {
+    let n = size * size;
+    if size == 0 || seen.len() < n {
+        return vec![0.0; N_STATS];
+    }
+    let v = |x: usize, y: usize| seen[y * size + x] as f32 / 255.0;
+    let (mut sum, mut sum2, mut dark, mut bright) = (0f32, 0f32, 0f32, 0f32);
+    for &p in &seen[..n] {
+        let p = p as f32 / 255.0;
+        sum += p;
+        sum2 += p * p;
+        dark += f32::from(p < 0.04);
+        bright += f32::from(p > 0.96);
+    }
+    let mean = sum / n as f32;
+    let var = (sum2 / n as f32 - mean * mean).max(1e-8);
+    let mut cov = 0f32;
+    let (mut gx, mut gy) = (0f32, 0f32);
+    let ring = (size / 8).max(1);
+    let (mut border, mut nb, mut centre, mut nc) = (0f32, 0f32, 0f32, 0f32);
+    for y in 0..size {
+        for x in 0..size {
+            let p = v(x, y);
+            cov += (p - mean) * (v(size - 1 - x, y) - mean);
+            if x + 1 < size {
+                gx += (v(x + 1, y) - p).abs();
+            }
+            if y + 1 < size {
+                gy += (v(x, y + 1) - p).abs();
+            }
+            if x < ring || y < ring || x >= size - ring || y >= size - ring {
+                border += p;
+                nb += 1.0;
+            } else if x >= size / 4 && x < size * 3 / 4 && y >= size / 4 && y < size * 3 / 4 {
+                centre += p;
+                nc += 1.0;
+            }
+        }
+    }
+    let mirror = cov / n as f32 / var;
+    let edges = (gx + gy) / n as f32;
+    vec![
+        mirror,
+        mean,
+        var.sqrt(),
+        dark / n as f32,
+        bright / n as f32,
+        centre / nc.max(1.0) - border / nb.max(1.0),
+        edges,
+        (gx - gy) / (gx + gy).max(1e-6),
+    ]
 }
 
 /// Fit class means and a shared covariance (with shrinkage towards its diagonal), return
@@ -274,7 +336,8 @@ impl Gatekeeper {
             return Ok(v);
         }
         let p = self.classifier.preprocess(img, crate::preprocess::WindowChoice::Auto)?;
-        let (f, l) = self.classifier.features(&[&p]).await?;
+        let (mut f, l) = self.classifier.features(&[&p]).await?;
+        f.extend(image_stats(&p.seen, p.size as usize));
         let probs = crate::classifier::softmax(&l, 1.0);
         Ok(self.params.judge(&f, &probs))
     }

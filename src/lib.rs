@@ -21,6 +21,8 @@ pub mod data;
 pub mod train;
 #[cfg(all(not(target_arch = "wasm32"), feature = "cli"))]
 pub mod pipeline;
+#[cfg(all(not(target_arch = "wasm32"), feature = "cli"))]
+pub mod outliers;
 pub mod evaluate;
 pub mod gate;
 pub mod card;

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 pub struct ModelConfig {
     /// Input channels (1: greyscale).
     pub in_channels: usize,
-    /// Stem width followed by the width of each stage; stage `i > 0` halves the resolution.
+    /// Stem width followed by the width of each stage. The stem and every stage halve the
+    /// resolution (like a ResNet's stem convolution and max-pool, then its stages), so stage
+    /// `i` (0-based) sees the input at 1/2^(i+2): 32², 16², 8², 4² for a 128² input.
     pub stem_width: usize,
     pub stage_widths: Vec<usize>,
     pub num_classes: usize,
@@ -37,9 +39,8 @@ impl ModelConfig {
         let stem = ConvBn::new(self.in_channels, self.stem_width, 2, 3, device);
         let mut stages = Vec::with_capacity(self.stage_widths.len());
         let mut c = self.stem_width;
-        for (i, &w) in self.stage_widths.iter().enumerate() {
-            let stride = if i == 0 { 1 } else { 2 };
-            stages.push(Block::new(c, w, stride, device));
+        for &w in &self.stage_widths {
+            stages.push(Block::new(c, w, 2, device));
             c = w;
         }
         let head = LinearConfig::new(c, self.num_classes).init(device);
@@ -53,8 +54,8 @@ impl ModelConfig {
 
     /// Downsampling factor of stage `i` (0-based) relative to the input.
     pub fn stage_stride(&self, i: usize) -> usize {
-        // The stem halves the input; stages after the first halve again.
-        2usize << i.min(self.stage_widths.len().saturating_sub(1))
+        // The stem halves the input; every stage halves again.
+        4usize << i.min(self.stage_widths.len().saturating_sub(1))
     }
 }
 
@@ -155,6 +156,24 @@ impl Cnn {
         let feats = Self::pool(self.trunk_until(x, n.saturating_sub(1)));
         let logits = self.head.forward(feats.clone());
         (feats, logits)
+    }
+
+    /// Pooled outputs of the last two stages, concatenated (the input gate's feature vector:
+    /// two depths describe out-of-distribution images better than one), and the logits.
+    pub fn gate_features(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let n = self.stages.len();
+        let k = n.saturating_sub(2);
+        let mid = self.trunk_until(x, k);
+        let last = self.forward_stage(mid.clone(), k + 1);
+        let logits = self.head.forward(Self::pool(last.clone()));
+        (Tensor::cat(vec![Self::pool(mid), Self::pool(last)], 1), logits)
+    }
+
+    fn forward_stage(&self, a: Tensor<4>, k: usize) -> Tensor<4> {
+        match self.stages.get(k) {
+            Some(s) => s.forward(a),
+            None => a,
+        }
     }
 
     /// The head's weight `[features, classes]` (for CAM).

@@ -116,7 +116,7 @@ pub fn evaluate_gate(clf: &Classifier, params: &crate::gate::GateParams, externa
     let gk = crate::gate::Gatekeeper { classifier: Classifier::from_model(clf.entry.clone(), clf.model().clone(), clf.device().clone()), params: params.clone() };
     let mut per: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
     for s in external {
-        let e = per.entry(s.label.clone()).or_default();
+        let e = per.entry(format!("{} ({})", s.label, s.source)).or_default();
         e.0 += 1;
         let Ok(bytes) = std::fs::read(&s.path) else { continue };
         let Ok(img) = crate::decode::decode(&bytes, &crate::train::decode_options(if s.label == "cxr" { "cxr" } else { "ct" })) else { continue };

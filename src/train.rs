@@ -40,9 +40,9 @@ pub struct TrainConfig {
 impl TrainConfig {
     pub fn for_model(id: &str) -> Option<Self> {
         let (classes, epochs): (Vec<&str>, usize) = match id {
-            "ct" => (vec!["noncovid", "covid"], 24),
-            "cxr" => (vec!["normal", "pneumonia", "covid"], 8),
-            "gate" => (vec!["ct", "cxr"], 2),
+            "ct" => (vec!["noncovid", "covid"], 16),
+            "cxr" => (vec!["normal", "pneumonia", "covid"], 5),
+            "gate" => (vec!["ct", "cxr", "other"], 8),
             _ => return None,
         };
         let mut arch = ModelConfig::new(classes.len());
@@ -574,9 +574,14 @@ fn cache_features(model: &Cnn, cache: &Cache, idx: &[usize], mean: f32, std: f32
             x.extend(cache.image(i).iter().map(|&v| (v as f32 / 255.0 - mean) / std));
         }
         let t = Tensor::<4>::from_data(TensorData::new(x, [batch.len(), 1, size, size]), &cpu);
-        let (f, _) = model.features_and_logits(t);
-        d = f.dims()[1];
-        out.extend(f.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default());
+        let (f, _) = model.gate_features(t);
+        let fd = f.dims()[1];
+        d = fd + crate::gate::N_STATS;
+        let fv = f.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+        for (j, &i) in batch.iter().enumerate() {
+            out.extend_from_slice(&fv[j * fd..(j + 1) * fd]);
+            out.extend(crate::gate::image_stats(cache.image(i), size));
+        }
     }
     (out, d)
 }
@@ -599,14 +604,35 @@ pub fn gate_run(cfg: &TrainConfig, plan: &Plan, cache: &Cache, labels: &[Option<
     use serde_json::json;
     let started = Instant::now();
     let pre = cfg.preprocess();
-    let n = plan.pool.len();
+    // Outlier exposure: synthetic "neither" images (label 2) appended to the cache.
+    let size = cache.size as usize;
+    let n_real = plan.pool.len();
+    let chest: Vec<&[u8]> = (0..n_real).step_by(7).filter(|&i| cache.errors[i].is_none()).map(|i| cache.image(i)).collect();
+    let synthetic = crate::outliers::generate(2000, size, &chest, cfg.seed ^ 0x5EED);
+    let mut images = cache.images.clone();
+    let mut errors = cache.errors.clone();
+    let mut labels = labels.to_vec();
+    let mut fold_of = fold_of.to_vec();
+    for (j, img) in synthetic.iter().enumerate() {
+        images.extend_from_slice(img);
+        errors.push(None);
+        labels.push(Some(2));
+        fold_of.push(j % cfg.folds);
+    }
+    let cache = &Cache { size: cache.size, images, errors };
+    let (labels, fold_of) = (&labels[..], &fold_of[..]);
+    let n = labels.len();
     let ok = |i: &usize| labels[*i].is_some() && cache.errors[*i].is_none();
     let train_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] != 0).filter(ok).collect();
-    let val_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] == 0).filter(ok).collect();
+    let real = |i: &usize| labels[*i].is_some_and(|l| l < 2);
+    let val_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] == 0).filter(ok).filter(real).collect();
+    log.line(&format!("[gate] {} chest images and {} synthetic outliers ({} training, {} validation chest images)", n_real, synthetic.len(), train_idx.len(), val_idx.len()));
     let model = train_model(cfg, cache, labels, &train_idx, 0, &work.join("checkpoints"), opts.resume, log)?;
-    let (ft, d) = cache_features(&model, cache, &train_idx, pre.mean, pre.std);
-    let lt: Vec<usize> = train_idx.iter().map(|&i| labels[i].unwrap_or(0)).collect();
-    let (means, precision) = fit_mahalanobis(&ft, &lt, d, cfg.classes.len(), 0.05);
+    // The distance model describes chest images only.
+    let fit_idx: Vec<usize> = train_idx.iter().copied().filter(|i| real(i)).collect();
+    let (ft, d) = cache_features(&model, cache, &fit_idx, pre.mean, pre.std);
+    let lt: Vec<usize> = fit_idx.iter().map(|&i| labels[i].unwrap_or(0)).collect();
+    let (means, precision) = fit_mahalanobis(&ft, &lt, d, 2, 0.05);
     let mut params = GateParams { feature_dim: d, means, precision, threshold: 0.0, threshold_quantile: 0.999, threshold_margin: 1.25, max_colourfulness: 20.0 };
     let dist_of = |f: &[f32], p: &GateParams| -> Vec<f32> { f.chunks(d).map(|r| p.distance(r)).collect() };
     let (fv, _) = cache_features(&model, cache, &val_idx, pre.mean, pre.std);

@@ -60,7 +60,8 @@ fn committed_weights_classify_held_out_images() {
             assert!(right >= 4, "{id}/{class}: only {right} of 5 held-out images classified as {class}");
         }
     }
-    assert!(checked > 0 || manifest.models.is_empty());
+    let classifiers = manifest.models.iter().filter(|m| m.id == "ct" || m.id == "cxr").count();
+    assert!(checked > 0 || classifiers == 0);
 }
 
 #[test]
