@@ -304,25 +304,7 @@ mod tests {
     use crate::decode::{Format, MedImage};
 
     fn img(w: u32, h: u32, px: Vec<f32>, intensity: Intensity, photometric: Photometric) -> MedImage {
-        MedImage {
-            format: Format::Png,
-            width: w,
-            height: h,
-            pixels: px,
-            intensity,
-            bits_stored: 16,
-            source_channels: 1,
-            float_samples: false,
-            photometric,
-            windows: vec![],
-            modality: None,
-            body_part: None,
-            frame: 0,
-            frames: 1,
-            dicom: None,
-            replaced_non_finite: 0,
-        colourfulness: 0.0,
-        }
+        MedImage { photometric, ..MedImage::new(Format::Png, w, h, px, intensity, 16) }
     }
 
     #[test]

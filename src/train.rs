@@ -454,24 +454,12 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     let full = crate::weights::record_bytes(&model, false).map_err(|e| e.to_string())?;
     let half = crate::weights::record_bytes(&model, true).map_err(|e| e.to_string())?;
     // Keep f16 only if the held-out logits barely move.
+    let classes: Vec<&str> = cfg.classes.iter().map(String::as_str).collect();
+    let title = if cfg.model == "ct" { "Chest CT slice: COVID-19 vs non-COVID" } else { "Chest X-ray: normal / pneumonia / COVID-19" };
+    let record_name = format!("{}.bpk", cfg.model);
     let entry_for = |bytes: &[u8], dtype: &str| crate::weights::ModelEntry {
-        id: cfg.model.clone(),
-        title: match cfg.model.as_str() {
-            "ct" => "Chest CT slice: COVID-19 vs non-COVID".into(),
-            _ => "Chest X-ray: normal / pneumonia / COVID-19".into(),
-        },
-        modality: modality_of(&cfg.model),
-        classes: cfg.classes.clone(),
-        record: format!("{}.bpk", cfg.model),
-        sha256: crate::weights::sha256_hex(bytes),
-        record_bytes: bytes.len() as u64,
-        dtype: dtype.into(),
-        params: model.num_params(),
-        architecture: cfg.architecture.clone(),
-        preprocess: pre.clone(),
         temperature: Some(temperature as f32),
         operating_point: op.as_ref().and_then(|o| serde_json::to_value(o).ok()),
-        evaluation: None,
         training: Some(json!({
             "config": cfg,
             "pool_sources": count_by(&plan.pool),
@@ -481,9 +469,9 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
             "minutes": started.elapsed().as_secs_f64() / 60.0,
             "machine": format!("{} CPU threads, burn flex", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         })),
-        gate: None,
         credits: credits(&cfg.model),
         notes: vec![crate::weights::DISCLAIMER.into()],
+        ..crate::weights::ModelEntry::new(&cfg.model, title, modality_of(&cfg.model), &classes, &record_name, bytes, dtype, model.num_params(), cfg.architecture.clone(), pre.clone())
     };
     let mut dtype = "f16";
     let mut bytes = half.clone();
@@ -648,25 +636,13 @@ pub fn gate_run(cfg: &TrainConfig, plan: &Plan, cache: &Cache, labels: &[Option<
         params.threshold
     ));
     let bytes = crate::weights::record_bytes(&model, true).map_err(|e| e.to_string())?;
+    let classes: Vec<&str> = cfg.classes.iter().map(String::as_str).collect();
     let mut entry = crate::weights::ModelEntry {
-        id: "gate".into(),
-        title: "Input gate: chest CT slice vs chest X-ray vs neither".into(),
-        modality: None,
-        classes: cfg.classes.clone(),
-        record: "gate.bpk".into(),
-        sha256: crate::weights::sha256_hex(&bytes),
-        record_bytes: bytes.len() as u64,
-        dtype: "f16".into(),
-        params: model.num_params(),
-        architecture: cfg.architecture.clone(),
-        preprocess: pre.clone(),
-        temperature: None,
-        operating_point: None,
-        evaluation: None,
         training: Some(json!({"config": cfg, "pool_sources": count_by(&plan.pool), "trained_on": "folds 1-4 of both models' training pools", "validation": "fold 0 (sets the distance limit)"})),
         gate: serde_json::to_value(&params).ok(),
         credits: credits("gate"),
         notes: vec!["Refuses images that are neither a chest CT slice nor a chest X-ray; a screening aid for the demo, not a guarantee.".into()],
+        ..crate::weights::ModelEntry::new("gate", "Input gate: chest CT slice vs chest X-ray vs neither", None, &classes, "gate.bpk", &bytes, "f16", model.num_params(), cfg.architecture.clone(), pre.clone())
     };
     let clf = crate::classifier::Classifier::load(entry.clone(), &bytes, Device::flex()).map_err(|e| e.to_string())?;
     let eval = crate::pipeline::evaluate_gate(&clf, &params, &plan.external, &opts.data_dir.join("odd-inputs"))?;

@@ -69,6 +69,30 @@ pub struct ModelEntry {
 }
 
 impl ModelEntry {
+    /// An entry for `record` (its hash and size filled in) with no training or evaluation yet.
+    pub fn new(id: &str, title: &str, modality: Option<Modality>, classes: &[&str], record_name: &str, record: &[u8], dtype: &str, params: usize, architecture: ModelConfig, preprocess: PreprocessConfig) -> Self {
+        ModelEntry {
+            id: id.into(),
+            title: title.into(),
+            modality,
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            record: record_name.into(),
+            sha256: sha256_hex(record),
+            record_bytes: record.len() as u64,
+            dtype: dtype.into(),
+            params,
+            architecture,
+            preprocess,
+            temperature: None,
+            operating_point: None,
+            evaluation: None,
+            training: None,
+            gate: None,
+            credits: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
     /// True when the manifest carries an evaluation of these weights.
     pub fn is_evaluated(&self) -> bool {
         self.evaluation.as_ref().is_some_and(|v| !v.is_null())

@@ -13,7 +13,7 @@ use ctxr::decode::{DecodeOptions, Intensity, MedImage, TiffU16, decode};
 use ctxr::gradcam::to_original;
 use ctxr::model::ModelConfig;
 use ctxr::preprocess::{PreprocessConfig, WindowChoice, WindowPreset, render, resolve_window};
-use ctxr::weights::{Manifest, Modality, ModelEntry, record_bytes, sha256_hex};
+use ctxr::weights::{Manifest, Modality, ModelEntry, record_bytes};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -444,26 +444,20 @@ fn init_weights(out: &Path, input_size: u32, _seed: u64) -> Result<ExitCode, Str
         let bytes = record_bytes(&model, false).map_err(|e| e.to_string())?;
         let record = format!("{id}.untrained.bpk");
         std::fs::write(out.join(&record), &bytes).map_err(|e| e.to_string())?;
-        manifest.upsert(ModelEntry {
-            id: id.into(),
-            title: format!("UNTRAINED {id} model (random weights, for testing the pipeline only)"),
-            modality: Some(modality),
-            classes: classes.into_iter().map(String::from).collect(),
-            record,
-            sha256: sha256_hex(&bytes),
-            record_bytes: bytes.len() as u64,
-            dtype: "f32".into(),
+        let mut entry = ModelEntry::new(
+            id,
+            &format!("UNTRAINED {id} model (random weights, for testing the pipeline only)"),
+            Some(modality),
+            &classes,
+            &record,
+            &bytes,
+            "f32",
             params,
-            architecture: arch,
-            preprocess: PreprocessConfig::new(input_size),
-            temperature: None,
-            operating_point: None,
-            evaluation: None,
-            training: None,
-            gate: None,
-            credits: vec![],
-            notes: vec!["Random initialisation. Outputs are meaningless.".into()],
-        });
+            arch,
+            PreprocessConfig::new(input_size),
+        );
+        entry.notes = vec!["Random initialisation. Outputs are meaningless.".into()];
+        manifest.upsert(entry);
     }
     std::fs::write(out.join("manifest.json"), manifest.to_json()).map_err(|e| e.to_string())?;
     eprintln!("wrote UNTRAINED weights to {} (outputs are meaningless; for pipeline tests only)", out.display());

@@ -297,15 +297,9 @@ fn to_image(s: StoredFrame, h: &Header, frame: u32, format: Format) -> MedImage 
     let is_ct = h.modality.as_deref() == Some("CT");
     let hu_type = m.rescale_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("HU"));
     let intensity = if s.samples_per_pixel == 1 && is_ct && hu_type { Intensity::Hounsfield } else if s.samples_per_pixel == 1 { Intensity::Modality } else { Intensity::Raw };
+    let bits_stored = m.bits_stored;
     MedImage {
-        format,
-        width: s.width,
-        height: s.height,
-        pixels,
-        intensity,
-        bits_stored: m.bits_stored,
         source_channels: s.samples_per_pixel,
-        float_samples: false,
         photometric,
         windows: h.windows.clone(),
         modality: h.modality.clone(),
@@ -313,7 +307,6 @@ fn to_image(s: StoredFrame, h: &Header, frame: u32, format: Format) -> MedImage 
         frame,
         frames: h.frames,
         dicom: Some(s.meta),
-        replaced_non_finite: 0,
-        colourfulness: 0.0,
+        ..MedImage::new(format, s.width, s.height, pixels, intensity, bits_stored)
     }
 }

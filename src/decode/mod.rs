@@ -81,6 +81,29 @@ pub struct MedImage {
 }
 
 impl MedImage {
+    /// A single-frame, non-DICOM image with defaults for everything the caller does not set.
+    pub fn new(format: Format, width: u32, height: u32, pixels: Vec<f32>, intensity: Intensity, bits_stored: u16) -> Self {
+        MedImage {
+            format,
+            width,
+            height,
+            pixels,
+            intensity,
+            bits_stored,
+            source_channels: 1,
+            float_samples: false,
+            photometric: Photometric::Monochrome2,
+            windows: Vec::new(),
+            modality: None,
+            body_part: None,
+            frame: 0,
+            frames: 1,
+            dicom: None,
+            replaced_non_finite: 0,
+            colourfulness: 0.0,
+        }
+    }
+
     /// Lowest and highest pixel value (0, 0 for an empty image).
     pub fn value_range(&self) -> (f32, f32) {
         let mut lo = f32::INFINITY;

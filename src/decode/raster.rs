@@ -97,23 +97,11 @@ pub(super) fn from_dynamic(img: DynamicImage, format: Format) -> MedImage {
         ),
     };
     MedImage {
-        format,
-        width,
-        height,
-        pixels,
-        intensity: Intensity::Raw,
-        bits_stored,
         source_channels: channels,
         float_samples,
         photometric: if has_color { Photometric::Rgb } else { Photometric::Monochrome2 },
-        windows: Vec::new(),
-        modality: None,
-        body_part: None,
-        frame: 0,
-        frames: 1,
-        dicom: None,
-        replaced_non_finite: 0,
         colourfulness,
+        ..MedImage::new(format, width, height, pixels, Intensity::Raw, bits_stored)
     }
 }
 

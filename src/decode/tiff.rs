@@ -57,23 +57,10 @@ pub(super) fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<MedImage, Dec
     pixels.truncate(n);
     let replaced_non_finite = if float_samples { replace_non_finite(&mut pixels)? } else { 0 };
     Ok(MedImage {
-        format: FMT,
-        width: w,
-        height: h,
-        pixels,
-        intensity,
-        bits_stored: u16::from(bits),
-        source_channels: 1,
         float_samples,
         photometric: if white_is_zero { Photometric::Monochrome1 } else { Photometric::Monochrome2 },
-        windows: Vec::new(),
-        modality: None,
-        body_part: None,
-        frame: 0,
-        frames: 1,
-        dicom: None,
         replaced_non_finite,
-        colourfulness: 0.0,
+        ..MedImage::new(FMT, w, h, pixels, intensity, u16::from(bits))
     })
 }
 

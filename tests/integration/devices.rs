@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use ctxr::model::ModelConfig;
-use ctxr::weights::{Modality, ModelEntry, record_bytes, sha256_hex};
+use ctxr::weights::{Modality, ModelEntry, record_bytes};
 
 #[test]
 fn flex_and_wgpu_forward_agree() {
@@ -23,26 +23,7 @@ fn flex_and_wgpu_forward_agree() {
     let arch = ModelConfig::new(3);
     let model = arch.init_seeded(&cpu, 42).valid();
     let bytes = record_bytes(&model, false).unwrap();
-    let entry = ModelEntry {
-        id: "t".into(),
-        title: "t".into(),
-        modality: Some(Modality::Cxr),
-        classes: vec!["a".into(), "b".into(), "c".into()],
-        record: "t.bpk".into(),
-        sha256: sha256_hex(&bytes),
-        record_bytes: bytes.len() as u64,
-        dtype: "f32".into(),
-        params: model.num_params(),
-        architecture: arch,
-        preprocess: ctxr::preprocess::PreprocessConfig::new(64),
-        temperature: None,
-        operating_point: None,
-        evaluation: None,
-        training: None,
-        gate: None,
-        credits: vec![],
-        notes: vec![],
-    };
+    let entry = ModelEntry::new("t", "t", Some(Modality::Cxr), &["a", "b", "c"], "t.bpk", &bytes, "f32", model.num_params(), arch, ctxr::preprocess::PreprocessConfig::new(64));
     let on_gpu = ctxr::weights::load_model(&entry, &bytes, &wgpu).unwrap();
     let n = 2 * 64 * 64;
     let v: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();

@@ -6,29 +6,10 @@ use burn::tensor::{Tensor, TensorData};
 use ctxr::classifier::Classifier;
 use ctxr::model::ModelConfig;
 use ctxr::preprocess::PreprocessConfig;
-use ctxr::weights::{Manifest, Modality, ModelEntry, WeightsError, record_bytes, sha256_hex};
+use ctxr::weights::{Manifest, Modality, ModelEntry, WeightsError, record_bytes};
 
 fn entry(bytes: &[u8], arch: ModelConfig, dtype: &str, params: usize) -> ModelEntry {
-    ModelEntry {
-        id: "ct".into(),
-        title: "test".into(),
-        modality: Some(Modality::Ct),
-        classes: vec!["noncovid".into(), "covid".into()],
-        record: "ct.bpk".into(),
-        sha256: sha256_hex(bytes),
-        record_bytes: bytes.len() as u64,
-        dtype: dtype.into(),
-        params,
-        architecture: arch,
-        preprocess: PreprocessConfig::new(64),
-        temperature: None,
-        operating_point: None,
-        evaluation: None,
-        training: None,
-        gate: None,
-        credits: vec![],
-        notes: vec![],
-    }
+    ModelEntry::new("ct", "test", Some(Modality::Ct), &["noncovid", "covid"], "ct.bpk", bytes, dtype, params, arch, PreprocessConfig::new(64))
 }
 
 fn logits(model: &ctxr::model::Cnn) -> Vec<f32> {

@@ -17,39 +17,7 @@ pub fn shared_data(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// Rows of a manifest.csv: (path relative to its folder, label, source, patient_id).
+/// Rows of a manifest.csv (through the library's reader): (path, label, source, patient id).
 pub fn manifest_rows(csv: &std::path::Path) -> Vec<(String, String, String, String)> {
-    let text = std::fs::read_to_string(csv).expect("manifest readable");
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).expect("column present");
-    let (p, l, s, id) = (col("path"), col("label"), col("source"), col("patient_id"));
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let f = split_csv(line);
-            (f[p].clone(), f[l].clone(), f[s].clone(), f[id].clone())
-        })
-        .collect()
-}
-
-/// Minimal CSV field splitter with double-quote support.
-pub fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
+    ctxr::data::read_manifest(csv).expect("manifest readable").into_iter().map(|s| (s.rel, s.label, s.source, s.patient_id.unwrap_or_default())).collect()
 }
