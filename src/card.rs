@@ -59,7 +59,7 @@ pub fn render(m: &Manifest) -> String {
         let _ = writeln!(out, "Record `weights/{}`: {} parameters, {} bytes ({}), SHA-256 `{}`. Input {}×{}.\n", e.record, e.params, e.record_bytes, e.dtype, e.sha256, e.preprocess.input_size, e.preprocess.input_size);
         if let Some(t) = &e.training {
             let cfg = &t["config"];
-            let _ = writeln!(out, "Training: {} epochs, batch {}, AdamW lr {} (cosine), weight decay {}, class-weighted cross-entropy, seed {}; {:.0} min on {}.\n", cfg["epochs"], cfg["batch"], cfg["lr"], cfg["weight_decay"], cfg["seed"], t["minutes"].as_f64().unwrap_or(f64::NAN), t["machine"].as_str().unwrap_or("?"));
+            let _ = writeln!(out, "Training: {} epochs, batch {}, AdamW lr {} (cosine), weight decay {}, class-weighted cross-entropy, seed {}{}.\n", cfg["epochs"], cfg["batch"], cfg["lr"], cfg["weight_decay"].as_f64().map(|w| format!("{w:.0e}")).unwrap_or_default(), cfg["seed"], match (t["minutes"].as_f64(), t["machine"].as_str()) { (Some(m), Some(h)) => format!("; {m:.0} min on {h}"), _ => String::new() });
             if let Some(cv) = t.get("cross_validation") {
                 let key = if cv.get("auc_mean").is_some() { "auc" } else { "macro_auc" };
                 let _ = writeln!(out, "**{}-fold patient-grouped cross-validation** (training sources; each fold's model tested on patients it never saw): {} {} ± {}, accuracy {} ± {}, ECE {} → {} ± {} after temperature scaling (cross-fitted).\n", cv["folds"], key.replace('_', " ").to_uppercase(), f(&cv[format!("{key}_mean")]), f(&cv[format!("{key}_sd")]), f(&cv["accuracy_mean"]), f(&cv["accuracy_sd"]), f(&cv["ece_raw_mean"]), f(&cv["ece_after_temperature_mean"]), f(&cv["ece_after_temperature_sd"]));
