@@ -28,6 +28,8 @@ test_deps() {
 
 run_tests() {
   test_deps
+  # The Vulkan loader complains on every adapter probe without a runtime dir.
+  if [ -z "${XDG_RUNTIME_DIR:-}" ]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi
   log "cargo test --release"
   cargo test --release --all-targets
 }

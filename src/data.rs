@@ -123,15 +123,7 @@ fn group_key(s: &Sample) -> String {
     }
 }
 
-/// Stable 64-bit FNV-1a hash (for deterministic, seedable assignment).
-pub fn fnv(s: &str, seed: u64) -> u64 {
-    let mut h = 0xcbf29ce484222325u64 ^ seed.wrapping_mul(0x9E3779B97F4A7C15);
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
+pub use crate::stable_hash as fnv;
 
 /// Assign each sample a fold in `0..k` such that a group never straddles folds and each
 /// (source, label) stratum is spread evenly: groups of a stratum are ordered by a seeded hash

@@ -192,7 +192,7 @@ fn patient_level(o: &Outputs, temperature: f64) -> Value {
 /// Fit a temperature on one half of `o`'s patients and measure ECE on the other half, both
 /// ways, so the calibrated ECE never sees the data its temperature was fitted on.
 pub fn cross_fitted_ece(o: &Outputs, groups: &[String]) -> (f64, f64) {
-    let half: Vec<bool> = groups.iter().map(|g| crate::data_hash(g) % 2 == 0).collect();
+    let half: Vec<bool> = groups.iter().map(|g| crate::stable_hash(g, 0) % 2 == 0).collect();
     let mut eces = Vec::new();
     let mut raws = Vec::new();
     for side in [true, false] {

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::decode::{Intensity, MedImage};
+use crate::decode::MedImage;
 use crate::weights::Modality;
 
 /// Mahalanobis model of the gate CNN's penultimate features.
@@ -71,7 +71,6 @@ pub fn by_metadata(img: &MedImage, max_colourfulness: f32) -> Option<Verdict> {
             by: "colour".into(),
             ..refuse(format!("this is a colour picture (colourfulness {:.0}); CT slices and X-rays are greyscale", img.colourfulness))
         }),
-        None if img.intensity == Intensity::Hounsfield => None,
         None => None,
     }
 }

@@ -27,9 +27,10 @@ pub mod evaluate;
 pub mod gate;
 pub mod card;
 
-/// Stable string hash used where a deterministic split of ids is needed.
-pub fn data_hash(s: &str) -> u64 {
-    let mut h = 0xcbf29ce484222325u64;
+/// Stable, seedable 64-bit FNV-1a string hash, used wherever ids must be split deterministically
+/// (folds, held-out patients, calibration halves, cache keys).
+pub fn stable_hash(s: &str, seed: u64) -> u64 {
+    let mut h = 0xcbf29ce484222325u64 ^ seed.wrapping_mul(0x9E3779B97F4A7C15);
     for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);

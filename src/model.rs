@@ -150,14 +150,6 @@ impl Cnn {
         a.mean_dim(3).mean_dim(2).reshape([b, c])
     }
 
-    /// Penultimate features (pooled last stage) and logits in one pass.
-    pub fn features_and_logits(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let n = self.stages.len();
-        let feats = Self::pool(self.trunk_until(x, n.saturating_sub(1)));
-        let logits = self.head.forward(feats.clone());
-        (feats, logits)
-    }
-
     /// Pooled outputs of the last two stages, concatenated (the input gate's feature vector:
     /// two depths describe out-of-distribution images better than one), and the logits.
     pub fn gate_features(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
@@ -184,9 +176,4 @@ impl Cnn {
     pub fn head_bias(&self) -> Option<Tensor<1>> {
         self.head.bias.as_ref().map(|b| b.val())
     }
-}
-
-/// Number of scalar parameters of a module.
-pub fn param_count(model: &Cnn) -> usize {
-    model.num_params()
 }

@@ -112,8 +112,7 @@ pub fn evaluate_csv(clf: &Classifier, csv: &Path) -> Result<Value, String> {
 /// Gate checks: acceptance (and routing) of the external test images of each modality, and
 /// refusal of the natural photographs in `odd-inputs` — with the colour rule, and by the
 /// network alone on their greyscale version.
-pub fn evaluate_gate(clf: &Classifier, params: &crate::gate::GateParams, external: &[Sample], odd_inputs: &Path) -> Result<Value, String> {
-    let gk = crate::gate::Gatekeeper { classifier: Classifier::from_model(clf.entry.clone(), clf.model().clone(), clf.device().clone()), params: params.clone() };
+pub fn evaluate_gate(gk: &crate::gate::Gatekeeper, external: &[Sample], odd_inputs: &Path) -> Result<Value, String> {
     let mut per: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
     for s in external {
         let e = per.entry(format!("{} ({})", s.label, s.source)).or_default();
@@ -156,6 +155,6 @@ pub fn evaluate_gate(clf: &Classifier, params: &crate::gate::GateParams, externa
             "refused_by_network_alone_rate": refused_net as f64 / total.max(1) as f64,
             "files": photos,
         },
-        "limit": params.threshold,
+        "limit": gk.params.threshold,
     }))
 }

@@ -293,19 +293,28 @@ pub fn train_model(
 
 /// Logits of `idx` rows of `cache` (no augmentation), batched, on `device`.
 pub fn predict_logits(model: &Cnn, cache: &Cache, idx: &[usize], device: &Device, mean: f32, std: f32) -> Vec<Vec<f32>> {
-    let size = cache.size as usize;
     let mut out = Vec::with_capacity(idx.len());
     for batch in idx.chunks(32) {
-        let mut x = Vec::with_capacity(batch.len() * size * size);
-        for &i in batch {
-            x.extend(cache.image(i).iter().map(|&v| (v as f32 / 255.0 - mean) / std));
-        }
-        let t = Tensor::<4>::from_data(TensorData::new(x, [batch.len(), 1, size, size]), device);
-        let l: Vec<f32> = model.forward(t).into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+        let l = read_rows(model.forward(cache_batch(cache, batch, mean, std, device)));
         let k = l.len() / batch.len().max(1);
         out.extend(l.chunks(k.max(1)).map(|c| c.to_vec()));
     }
     out
+}
+
+/// Standardised model input `[n, 1, S, S]` for cached images `batch`, as preprocessing makes it.
+fn cache_batch(cache: &Cache, batch: &[usize], mean: f32, std: f32, device: &Device) -> Tensor<4> {
+    let size = cache.size as usize;
+    let mut x = Vec::with_capacity(batch.len() * size * size);
+    for &i in batch {
+        x.extend(cache.image(i).iter().map(|&v| (v as f32 / 255.0 - mean) / std));
+    }
+    Tensor::<4>::from_data(TensorData::new(x, [batch.len(), 1, size, size]), device)
+}
+
+/// A 2-D tensor's values, row-major (empty if the read fails).
+fn read_rows(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
 }
 
 /// Load a record file saved by training into an inference model.
@@ -557,15 +566,10 @@ fn cache_features(model: &Cnn, cache: &Cache, idx: &[usize], mean: f32, std: f32
     let mut out = Vec::new();
     let mut d = 0;
     for batch in idx.chunks(64) {
-        let mut x = Vec::with_capacity(batch.len() * size * size);
-        for &i in batch {
-            x.extend(cache.image(i).iter().map(|&v| (v as f32 / 255.0 - mean) / std));
-        }
-        let t = Tensor::<4>::from_data(TensorData::new(x, [batch.len(), 1, size, size]), &cpu);
-        let (f, _) = model.gate_features(t);
+        let (f, _) = model.gate_features(cache_batch(cache, batch, mean, std, &cpu));
         let fd = f.dims()[1];
         d = fd + crate::gate::N_STATS;
-        let fv = f.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+        let fv = read_rows(f);
         for (j, &i) in batch.iter().enumerate() {
             out.extend_from_slice(&fv[j * fd..(j + 1) * fd]);
             out.extend(crate::gate::image_stats(cache.image(i), size));
@@ -645,7 +649,8 @@ pub fn gate_run(cfg: &TrainConfig, plan: &Plan, cache: &Cache, labels: &[Option<
         ..crate::weights::ModelEntry::new("gate", "Input gate: chest CT slice vs chest X-ray vs neither", None, &classes, "gate.bpk", &bytes, "f16", model.num_params(), cfg.architecture.clone(), pre.clone())
     };
     let clf = crate::classifier::Classifier::load(entry.clone(), &bytes, Device::flex()).map_err(|e| e.to_string())?;
-    let eval = crate::pipeline::evaluate_gate(&clf, &params, &plan.external, &opts.data_dir.join("odd-inputs"))?;
+    let gk = crate::gate::Gatekeeper { classifier: clf, params };
+    let eval = crate::pipeline::evaluate_gate(&gk, &plan.external, &opts.data_dir.join("odd-inputs"))?;
     log.line(&format!("[gate] {}", eval));
     entry.evaluation = Some(eval);
     std::fs::create_dir_all(&opts.weights_dir).map_err(|e| e.to_string())?;

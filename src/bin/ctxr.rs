@@ -207,12 +207,14 @@ fn make_device(name: &str) -> Result<burn::tensor::Device, String> {
 }
 
 /// Which model reads this image when the user did not say.
-fn route(img: &MedImage) -> Option<Modality> {
-    match img.modality.as_deref() {
-        Some("CT") => Some(Modality::Ct),
-        Some("DX" | "CR" | "DR" | "RG") => Some(Modality::Cxr),
-        _ if img.intensity == Intensity::Hounsfield => Some(Modality::Ct),
-        _ => None,
+/// Which model reads this image when there is no gate model: the gate's DICOM rules, else
+/// Hounsfield units mean CT.
+fn route(img: &MedImage) -> Result<Modality, String> {
+    match ctxr::gate::by_metadata(img, f32::INFINITY) {
+        Some(v) if v.accepted => v.modality.ok_or_else(|| v.reason.clone()),
+        Some(v) => Err(format!("refused: {}", v.reason)),
+        None if img.intensity == Intensity::Hounsfield => Ok(Modality::Ct),
+        None => Err("cannot tell whether this is a chest CT slice or a chest X-ray (no DICOM Modality, no Hounsfield units, no gate model); pass --model ct or --model cxr".into()),
     }
 }
 
@@ -276,9 +278,7 @@ fn classify(a: ClassifyArgs) -> Result<ExitCode, String> {
                     gate_verdict = Some(v);
                     m
                 }
-                (None, None) => route(&img).ok_or(
-                    "cannot tell whether this is a chest CT slice or a chest X-ray (no DICOM Modality, no Hounsfield units, no gate model); pass --model ct or --model cxr",
-                )?,
+                (None, None) => route(&img)?,
             };
             if !loaded.iter().any(|(m, _)| *m == modality) {
                 let c = load_classifier(&a.weights, &manifest, modality.name(), &device)?;

@@ -75,11 +75,6 @@ pub fn overlay(base: &[u8], heat: &[f32], cmap: Colormap, alpha: f32) -> Vec<u8>
     out
 }
 
-/// Grey bytes → RGBA.
-pub fn grey_to_rgba(base: &[u8]) -> Vec<u8> {
-    base.iter().flat_map(|&g| [g, g, g, 255]).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,7 +217,7 @@ pub fn dicom_stored_frame(bytes: &[u8], frame: u32, opts: &DecodeOptions) -> Res
 
 fn stored(obj: &DefaultDicomObject, h: &Header, frame: u32, opts: &DecodeOptions) -> Result<StoredFrame, DecodeError> {
     check_layout(h)?;
-    check_pixels(h.cols as u64, h.rows as u64, 1, &opts.limits)?;
+    check_pixels(FMT, h.cols as u64, h.rows as u64, 1, &opts.limits)?;
     check_syntax(&h.meta)?;
     if frame >= h.frames {
         return Err(DecodeError::FrameOutOfRange { requested: frame, frames: h.frames });
@@ -266,7 +266,7 @@ pub(super) fn decode(bytes: &[u8], format: Format, frame: Option<u32>, opts: &De
     let wanted: Vec<u32> = match frame {
         Some(f) => vec![f],
         None => {
-            check_pixels(h.cols as u64, h.rows as u64, h.frames as u64, &opts.limits)?;
+            check_pixels(FMT, h.cols as u64, h.rows as u64, h.frames as u64, &opts.limits)?;
             (0..h.frames).collect()
         }
     };

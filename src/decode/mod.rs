@@ -180,6 +180,8 @@ pub enum DecodeError {
     Unsupported { format: Format, what: String },
     #[error("the DICOM file has no pixel data (it may be a report, a structured document or a DICOMDIR)")]
     NoPixelData,
+    #[error("the {format} decoder would need more memory than the limit allows (an oversized or hostile image)")]
+    ResourceLimit { format: Format },
     #[error("frame {requested} requested but the file has {frames} frame(s)")]
     FrameOutOfRange { requested: u32, frames: u32 },
     #[error("the image holds no finite values")]
@@ -192,7 +194,7 @@ impl DecodeError {
         match self {
             DecodeError::Empty => "empty",
             DecodeError::FileTooLarge { .. } => "file_too_large",
-            DecodeError::TooManyPixels { .. } => "too_many_pixels",
+            DecodeError::TooManyPixels { .. } | DecodeError::ResourceLimit { .. } => "too_many_pixels",
             DecodeError::NotAnImage(_) => "not_an_image",
             DecodeError::Text => "text",
             DecodeError::UnknownFormat => "unknown_format",
@@ -206,11 +208,11 @@ impl DecodeError {
     }
 }
 
-pub(crate) fn check_pixels(width: u64, height: u64, frames: u64, limits: &Limits) -> Result<(), DecodeError> {
+pub(crate) fn check_pixels(format: Format, width: u64, height: u64, frames: u64, limits: &Limits) -> Result<(), DecodeError> {
     let total = width.saturating_mul(height).saturating_mul(frames.max(1));
     if width == 0 || height == 0 {
         return Err(DecodeError::Malformed {
-            format: Format::Dicom,
+            format,
             detail: format!("image size {width}×{height} is empty"),
         });
     }

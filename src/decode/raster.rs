@@ -19,7 +19,7 @@ pub(super) fn decode(bytes: &[u8], format: Format, opts: &DecodeOptions) -> Resu
             return Err(DecodeError::Unsupported { format, what: "not a raster format".into() });
         }
     };
-    let malformed = |e: image::ImageError| map_error(format, e, opts);
+    let malformed = |e: image::ImageError| map_error(format, e);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(u32::try_from(opts.limits.max_pixels).unwrap_or(u32::MAX));
@@ -29,7 +29,7 @@ pub(super) fn decode(bytes: &[u8], format: Format, opts: &DecodeOptions) -> Resu
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(malformed)?;
     let (w, h) = decoder.dimensions();
-    check_pixels(w as u64, h as u64, 1, &opts.limits).map_err(|e| with_format(e, format))?;
+    check_pixels(format, w as u64, h as u64, 1, &opts.limits)?;
     let orientation = decoder.orientation().ok();
     let mut img = DynamicImage::from_decoder(decoder).map_err(malformed)?;
     if let Some(o) = orientation {
@@ -134,19 +134,12 @@ fn colourfulness(img: &DynamicImage) -> f32 {
     ((vrg + vyb).sqrt() + 0.3 * (mrg * mrg + myb * myb).sqrt()) as f32
 }
 
-fn with_format(e: DecodeError, format: Format) -> DecodeError {
-    match e {
-        DecodeError::Malformed { detail, .. } => DecodeError::Malformed { format, detail },
-        other => other,
-    }
-}
-
-fn map_error(format: Format, e: image::ImageError, opts: &DecodeOptions) -> DecodeError {
+fn map_error(format: Format, e: image::ImageError) -> DecodeError {
     use image::ImageError as E;
     match e {
         E::Limits(l) => match l.kind() {
             image::error::LimitErrorKind::DimensionError | image::error::LimitErrorKind::InsufficientMemory => {
-                DecodeError::TooManyPixels { width: 0, height: 0, frames: 1, limit: opts.limits.max_pixels }
+                DecodeError::ResourceLimit { format }
             }
             _ => DecodeError::Malformed { format, detail: l.to_string() },
         },

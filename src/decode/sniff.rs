@@ -163,8 +163,9 @@ fn looks_like_text(b: &[u8]) -> bool {
         .iter()
         .filter(|&&c| c == b'\n' || c == b'\r' || c == b'\t' || (0x20..0x7f).contains(&c) || c >= 0x80)
         .count();
-    std::str::from_utf8(head).is_ok() && printable == head.len()
-        || printable * 100 >= head.len() * 97 && !head.contains(&0)
+    let utf8_text = std::str::from_utf8(head).is_ok() && printable == head.len();
+    let mostly_printable = printable * 100 >= head.len() * 97 && !head.contains(&0);
+    utf8_text || mostly_printable
 }
 
 #[cfg(test)]

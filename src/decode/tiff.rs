@@ -21,10 +21,8 @@ pub(super) fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<MedImage, Dec
     limits.intermediate_buffer_size = budget;
     let mut dec = Decoder::new(Cursor::new(bytes)).map_err(map_err)?.with_limits(limits);
     let (w, h) = dec.dimensions().map_err(map_err)?;
-    check_pixels(w as u64, h as u64, 1, &opts.limits).map_err(|e| match e {
-        DecodeError::Malformed { detail, .. } => DecodeError::Malformed { format: FMT, detail },
-        other => other,
-    })?;
+    check_pixels(FMT, w as u64, h as u64, 1, &opts.limits)?;
+
     let color = dec.colortype().map_err(map_err)?;
     let bits = match color {
         ColorType::Gray(b) if matches!(b, 8 | 16 | 32 | 64) => b,
@@ -94,7 +92,7 @@ fn replace_non_finite(px: &mut [f32]) -> Result<u64, DecodeError> {
 fn map_err(e: TiffError) -> DecodeError {
     match e {
         TiffError::UnsupportedError(u) => DecodeError::Unsupported { format: FMT, what: u.to_string() },
-        TiffError::LimitsExceeded => DecodeError::TooManyPixels { width: 0, height: 0, frames: 1, limit: 0 },
+        TiffError::LimitsExceeded => DecodeError::ResourceLimit { format: FMT },
         other => DecodeError::Malformed { format: FMT, detail: other.to_string() },
     }
 }
