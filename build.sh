@@ -2,13 +2,23 @@
 # build.sh — the one entry point. Idempotent; installs what is missing from the package
 # registries (Debian, crates.io, npm) and never downloads a browser or toolchain elsewhere.
 #
-#   ./build.sh test    cargo test (release) with what the tests need (Vulkan lavapipe for wgpu)
+#   ./build.sh          build the web app: wasm (release) + wasm-bindgen + wasm-opt → www/pkg,
+#                       weights → www/weights
+#   ./build.sh serve    build, then serve www/ on http://127.0.0.1:${PORT:-8080}/
+#   ./build.sh test     cargo test (release), then the browser tests (Chromium, WebGPU and CPU)
 #
+# With CI=true the wasm is built with a leaner profile (no LTO, no wasm-opt) to fit CI's time.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Keep in sync with the `wasm-bindgen = "=…"` pin in Cargo.toml.
+WASM_BINDGEN_VERSION=0.2.130
+BINARYEN_VERSION=132.0.0
+PLAYWRIGHT_VERSION=1.65.1
+
+apt_updated=""
 apt_install() {
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -16,14 +26,60 @@ apt_install() {
     if ! command -v apt-get >/dev/null; then log "please install: ${missing[*]}"; return 0; fi
     log "apt-get install ${missing[*]}"
     local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -qq || true
+    if [ -z "$apt_updated" ]; then $sudo apt-get update -qq || true; apt_updated=1; fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
 
+wasm_toolchain() {
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    log "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+    log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  fi
+}
+
+node_deps() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  local want=("playwright-core@$PLAYWRIGHT_VERSION")
+  [ "${CI:-}" = "true" ] || want+=("binaryen@$BINARYEN_VERSION")
+  local have=1
+  [ -d node_modules/playwright-core ] || have=0
+  if [ "${CI:-}" != "true" ] && [ ! -x node_modules/.bin/wasm-opt ]; then have=0; fi
+  if [ "$have" = 0 ]; then
+    log "npm install ${want[*]}"
+    npm install --no-save --no-audit --no-fund --loglevel=error "${want[@]}"
+  fi
+}
+
+build_web() {
+  wasm_toolchain
+  node_deps
+  local profile=wasm-release
+  [ "${CI:-}" = "true" ] && profile=wasm-ci
+  log "cargo build --target wasm32-unknown-unknown --profile $profile"
+  cargo build --lib --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features wgpu
+  rm -rf www/pkg && mkdir -p www/pkg
+  log "wasm-bindgen --target web → www/pkg"
+  wasm-bindgen --target web --no-typescript --out-dir www/pkg "target/wasm32-unknown-unknown/$profile/ctxr.wasm"
+  if [ "$profile" = wasm-release ] && [ -x node_modules/.bin/wasm-opt ]; then
+    log "wasm-opt -O3 (binaryen $BINARYEN_VERSION from npm; Debian's binaryen breaks the module)"
+    node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+      --enable-simd --enable-mutable-globals www/pkg/ctxr_bg.wasm -o www/pkg/ctxr_bg.opt.wasm
+    mv www/pkg/ctxr_bg.opt.wasm www/pkg/ctxr_bg.wasm
+  fi
+  rm -rf www/weights && mkdir -p www/weights
+  cp weights/manifest.json weights/*.bpk www/weights/
+  log "built: $(du -h www/pkg/ctxr_bg.wasm | cut -f1) wasm, $(du -ch www/weights/* | tail -1 | cut -f1) weights"
+}
+
 test_deps() {
-  # Mesa's lavapipe gives wgpu a Vulkan adapter on machines without a GPU.
-  apt_install mesa-vulkan-drivers libvulkan1
+  # Mesa's lavapipe gives wgpu a Vulkan adapter on machines without a GPU; Chromium runs the
+  # browser tests (WebGPU through SwiftShader).
+  apt_install mesa-vulkan-drivers libvulkan1 chromium
 }
 
 run_tests() {
@@ -32,9 +88,14 @@ run_tests() {
   if [ -z "${XDG_RUNTIME_DIR:-}" ]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi
   log "cargo test --release"
   cargo test --release --all-targets
+  build_web
+  log "browser tests (tests/e2e)"
+  node tests/e2e/run.mjs
 }
 
-case "${1:-test}" in
+case "${1:-build}" in
+  build) build_web ;;
+  serve) build_web; node tests/e2e/server.mjs www "${PORT:-8080}" ;;
   test) run_tests ;;
-  *) echo "usage: $0 test" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|serve|test]" >&2; exit 2 ;;
 esac

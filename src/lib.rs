@@ -3,7 +3,9 @@
 //! The data flow reads top to bottom: [`decode`] → [`preprocess`] → [`model`] → [`gradcam`]
 //! (explain, drawn with [`colormap`]) → the CLI or the web page (present). [`weights`] loads
 //! trained records with their manifest; [`classifier`] ties a model, its manifest entry and a
-//! run-time [`device`] together. [`metrics`] evaluates; [`data`] feeds training (native only).
+//! run-time [`device`] together; [`analysis`] runs one user file through the whole path for a
+//! front end, and `web` is the browser's wasm-bindgen façade over it. [`metrics`] evaluates;
+//! [`data`] feeds training (native only).
 
 pub mod decode;
 pub mod preprocess;
@@ -13,6 +15,11 @@ pub mod colormap;
 pub mod weights;
 pub mod device;
 pub mod classifier;
+pub mod analysis;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+#[cfg(target_arch = "wasm32")]
+mod libc_shim;
 pub mod metrics;
 pub mod augment;
 #[cfg(not(target_arch = "wasm32"))]

@@ -104,6 +104,29 @@ impl MedImage {
         }
     }
 
+    /// A copy of everything but the pixels (for reports and results).
+    pub fn clone_meta(&self) -> MedImage {
+        MedImage {
+            format: self.format,
+            width: self.width,
+            height: self.height,
+            pixels: Vec::new(),
+            intensity: self.intensity,
+            bits_stored: self.bits_stored,
+            source_channels: self.source_channels,
+            float_samples: self.float_samples,
+            photometric: self.photometric,
+            windows: self.windows.clone(),
+            modality: self.modality.clone(),
+            body_part: self.body_part.clone(),
+            frame: self.frame,
+            frames: self.frames,
+            dicom: self.dicom.clone(),
+            replaced_non_finite: self.replaced_non_finite,
+            colourfulness: self.colourfulness,
+        }
+    }
+
     /// Lowest and highest pixel value (0, 0 for an empty image).
     pub fn value_range(&self) -> (f32, f32) {
         let mut lo = f32::INFINITY;

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod analysis;
 mod cli;
 mod decoder_references;
 mod devices;

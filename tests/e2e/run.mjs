@@ -1,0 +1,264 @@
+// run.mjs — browser tests of the built page (www/, after `./build.sh`): Debian's Chromium driven
+// by playwright-core, page served from 127.0.0.1, run twice — WebGPU (SwiftShader) and WebGPU
+// disabled (CPU fallback) — asserting the backend each time. Each run classifies real files
+// from ../shared/data (or generated images when it is absent), checks the gate's refusal, a
+// broken file's readable error and that the next file still works, the Grad-CAM overlay, the
+// CSV export, and every request: all same-origin, and none while a file is being classified.
+// It prints sizes and timings per backend and ends with "N passed, N failed".
+import { chromium } from 'playwright-core';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { serve } from './server.mjs';
+import { syntheticFiles, syntheticSeries } from './synthetic.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const www = join(root, 'www');
+const out = join(root, 'target', 'e2e');
+const data = process.env.CTXR_SHARED_DATA || join(root, '..', 'shared', 'data');
+const haveData = existsSync(join(data, 'decoder-references.json'));
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const COMMON = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const BACKENDS = {
+  webgpu: [...COMMON, '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'],
+  cpu: [...COMMON, '--disable-features=WebGPU,Vulkan'],
+};
+
+let passed = 0;
+let failed = 0;
+function check(ok, what, detail = '') {
+  if (ok) { passed++; console.log(`  ok   ${what}`); } else { failed++; console.log(`  FAIL ${what}${detail ? `: ${detail}` : ''}`); }
+  return ok;
+}
+
+function file(rel) {
+  const p = join(data, rel);
+  return { name: rel.split('/').pop(), mimeType: 'application/octet-stream', buffer: readFileSync(p) };
+}
+
+function firstIn(dir, re) {
+  const d = join(data, dir);
+  const f = readdirSync(d).filter((n) => re.test(n)).sort()[0];
+  if (!f) throw new Error(`no file matching ${re} in ${d}`);
+  return `${dir}/${f}`;
+}
+
+// The files each run classifies: {label, file, model (request), expect: {model}|{refused}|{error}}.
+function cases() {
+  if (!haveData) {
+    console.log(`SKIPPED real images: ${data} not found; using generated images`);
+    return syntheticFiles();
+  }
+  const png = file(firstIn('ct/images/sarscov2-ct/covid', /\.png$/i));
+  const broken = { ...png, name: 'broken.png', buffer: png.buffer.subarray(0, Math.floor(png.buffer.length / 3)) };
+  return [
+    { label: 'CT DICOM', file: file('ct/decoder-samples/dicom-chest-ct/ID_0000_AGE_0060_CONTRAST_1_CT.dcm'), expect: { model: 'ct' } },
+    { label: '16-bit TIFF (COVID-CTset convention)', file: file('ct/decoder-samples/tiff-uint16-ct/ID_0008_AGE_0051_CONTRAST_1_CT.tif'), expect: { model: 'ct' } },
+    { label: 'PNG CT slice', file: png, expect: { model: 'ct' }, heatmap: true },
+    { label: 'CXR JPEG', file: file(firstIn('cxr/images/kermany-224/pneumonia', /\.jpe?g$/i)), expect: { model: 'cxr' } },
+    { label: 'natural photo', file: file('odd-inputs/image-rs/tests/images/jpg/progressive/cat.jpg'), expect: { refused: true } },
+    { label: 'broken file', file: broken, expect: { error: 'malformed' } },
+    { label: 'next file after the broken one', file: png, expect: { model: 'ct' } },
+  ];
+}
+
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+async function canvasPixels(page, id) {
+  return page.evaluate((id) => {
+    const c = document.getElementById(id);
+    return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+  }, id);
+}
+
+function meanAbsDiff(a, b) {
+  if (a.length !== b.length || !a.length) return Infinity;
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
+  return s / a.length;
+}
+
+async function classify(page, requests, c) {
+  const before = await page.evaluate(() => Number(document.body.dataset.results || 0));
+  if (c.model) await page.selectOption('#model', c.model);
+  const nReq = requests.length;
+  await page.setInputFiles('#files', c.file);
+  await page.waitForFunction((n) => Number(document.body.dataset.results || 0) > n, before, { timeout: 120000 });
+  const during = requests.slice(nReq);
+  check(during.length === 0, `${c.label}: no request between file dropped and result shown`, during.map((r) => r.url).join(' '));
+  const r = await page.evaluate(() => {
+    const cur = window.ctxr.state.current;
+    const m = document.getElementById('message');
+    return { model: cur?.r.model ?? null, refused: cur?.r.refused ?? null, label: cur?.r.prediction?.label ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.r.gate?.reason ?? null };
+  });
+  if (c.model) await page.selectOption('#model', 'auto');
+  const e = c.expect;
+  if (e.model) check(r.model === e.model && !r.refused, `${c.label}: read by the ${e.model} model (→ ${r.label})`, JSON.stringify(r));
+  if (e.refused) check(r.refused === true && /colour|does not look/.test(r.message), `${c.label}: refused with a reason`, JSON.stringify(r));
+  if (e.error) check(r.kind === e.error && /^Could not read this file: .{10,}/.test(r.message), `${c.label}: readable error (${r.message})`, JSON.stringify(r));
+  return r;
+}
+
+const heatmaps = (page) => page.evaluate(() => Number(document.body.dataset.heatmaps || 0));
+
+// Choose `value` in a heatmap control and wait for the redrawn overlay (no change, no redraw).
+async function choose(page, selector, value) {
+  if ((await page.inputValue(selector)) === value) return;
+  const n = await heatmaps(page);
+  await page.selectOption(selector, value);
+  await page.waitForFunction((n) => Number(document.body.dataset.heatmaps || 0) > n, n, { timeout: 120000 });
+}
+
+async function heatmapChecks(page, heatmapsBefore) {
+  await page.waitForFunction((n) => Number(document.body.dataset.heatmaps || 0) > n, heatmapsBefore, { timeout: 120000 });
+  const original = await canvasPixels(page, 'original');
+  const overlays = [];
+  for (const cls of ['0', '1']) {
+    await choose(page, '#cam-class', cls);
+    overlays.push(await canvasPixels(page, 'overlay'));
+  }
+  check(meanAbsDiff(original, overlays[0]) > 1, 'heatmap overlay is not empty (differs from the image)', `mean |Δ| ${meanAbsDiff(original, overlays[0])}`);
+  check(meanAbsDiff(overlays[0], overlays[1]) > 0.5, 'heatmap differs between classes', `mean |Δ| ${meanAbsDiff(overlays[0], overlays[1]).toFixed(2)}`);
+  const layers = [];
+  for (const layer of ['1', '4']) {
+    await choose(page, '#cam-layer', layer);
+    layers.push(await canvasPixels(page, 'overlay'));
+  }
+  check(meanAbsDiff(layers[0], layers[1]) > 0.5, 'heatmap differs between a shallow and a deep layer');
+}
+
+// A folder of CT slices (a series): every file gets a row, the series gets a patient-level
+// score (max and mean of P(covid)) with its top slices, and no request is made meanwhile.
+async function seriesCheck(page, requests) {
+  let dir = join(data, 'ct/decoder-samples/dicom-chest-ct');
+  let model = 'auto';
+  if (!haveData) {
+    dir = mkdtempSync(join(tmpdir(), 'ctxr-series-'));
+    syntheticSeries(dir, 4);
+    model = 'ct';
+  }
+  const n = readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile()).length;
+  const done = await page.evaluate(() => Number(document.body.dataset.done || 0));
+  await page.selectOption('#model', model);
+  const nReq = requests.length;
+  await page.setInputFiles('#folder', dir);
+  await page.waitForFunction((want) => Number(document.body.dataset.done || 0) >= want, done + n, { timeout: 300000 });
+  await page.selectOption('#model', 'auto');
+  check(requests.length === nReq, `folder of ${n} files: no request while classifying`);
+  const series = await page.evaluate(() => [...document.querySelectorAll('#series-list .series')].map((e) => ({
+    slices: Number(e.dataset.slices), max: Number(e.dataset.max), mean: Number(e.dataset.mean), thumbs: e.querySelectorAll('canvas').length,
+  })));
+  const s = series[0];
+  check(series.length === 1 && s.slices >= 2 && s.max >= s.mean && s.mean > 0 && s.thumbs === Math.min(5, s.slices),
+    `folder gives one series score with its top slices (${s ? `${s.slices} slices, max ${s.max.toFixed(3)}, mean ${s.mean.toFixed(3)}` : 'none'})`, JSON.stringify(series));
+  return n;
+}
+
+async function exportCsv(page, n) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#csv')]);
+  const text = readFileSync(await download.path(), 'utf8');
+  const lines = text.trim().split('\n');
+  check(lines[0].startsWith('file,series,status,model,decision') && lines.length === n + 1, `CSV export has a header and ${n} rows`, `${lines.length - 1} rows: ${lines[0]}`);
+  check(/,error,/.test(text) && /,refused,|,ok,/.test(text), 'CSV records errors and results');
+}
+
+function sizes() {
+  const wasm = readFileSync(join(www, 'pkg', 'ctxr_bg.wasm'));
+  const js = readFileSync(join(www, 'pkg', 'ctxr.js'));
+  const weights = readdirSync(join(www, 'weights')).map((f) => readFileSync(join(www, 'weights', f)));
+  const w = Buffer.concat(weights);
+  return { wasm: wasm.length, wasm_gzip: gzipSync(wasm, { level: 9 }).length, glue_js: js.length, weights: w.length, weights_gzip: gzipSync(w, { level: 9 }).length };
+}
+
+async function runBackend(backend, origin) {
+  console.log(`\n# backend: ${backend}`);
+  const profile = mkdtempSync(join(tmpdir(), 'ctxr-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath, headless: true, args: BACKENDS[backend], acceptDownloads: true, viewport: { width: 1280, height: 900 },
+  });
+  const requests = [];
+  context.on('request', (r) => requests.push({ url: r.url(), t: Date.now() }));
+  const page = context.pages()[0] || (await context.newPage());
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  const numbers = { backend };
+  try {
+    const t0 = Date.now();
+    await page.goto(`${origin}index.html?backend=${backend === 'webgpu' ? 'webgpu' : 'auto'}`);
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 300000 });
+    const shown = await page.evaluate(() => ({ backend: document.body.dataset.backend, how: document.getElementById('backend-how').textContent, state: document.body.dataset.state }));
+    if (!check(shown.state === 'ready' && shown.backend === backend, `engine started on ${backend}`, JSON.stringify(shown))) return numbers;
+    if (backend === 'cpu') check(/not available|failed to start/.test(shown.how), `CPU fallback says why ${shown.how}`, shown.how);
+    await page.waitForFunction(() => document.body.dataset.sw === 'ready', null, { timeout: 120000 });
+    const list = cases();
+    let first = true;
+    for (const c of list) {
+      const heatmapsBefore = await heatmaps(page);
+      let r;
+      try {
+        r = await classify(page, requests, c);
+      } catch (e) {
+        check(false, `${c.label}: classified`, e.message);
+        continue;
+      }
+      if (first) { numbers.cold_start_to_first_result_ms = Date.now() - t0; first = false; }
+      if (c.heatmap && r.model) {
+        await heatmapChecks(page, heatmapsBefore);
+        numbers.inference_median_ms = median(await page.evaluate(() => window.ctxr.call('time', { runs: 20 })));
+        const cams = await page.evaluate(async () => {
+          const v = [];
+          for (let i = 0; i < 5; i++) v.push((await window.ctxr.call('explain', { cls: 1, layer: 4, colormap: 'viridis' })).ms);
+          return v;
+        });
+        numbers.gradcam_median_ms = median(cams);
+        mkdirSync(out, { recursive: true });
+        await page.locator('#result').screenshot({ path: join(out, `result-${backend}.png`) });
+      }
+    }
+    const folderRows = await seriesCheck(page, requests);
+    await exportCsv(page, list.length + folderRows);
+    const card = await page.evaluate(() => document.querySelectorAll('#card-body svg').length);
+    check(card > 0, 'model card panel draws ROC curves from the manifest');
+    await page.setViewportSize({ width: 360, height: 800 });
+    const overflow = await page.evaluate(() => ({
+      px: document.documentElement.scrollWidth - window.innerWidth,
+      culprits: [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.scroll, .mc-scroll'))
+        .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`),
+    }));
+    check(overflow.px <= 1, 'page fits a 360 px wide screen (no horizontal scroll)', `overflow ${overflow.px}px: ${overflow.culprits.join(' ')}`);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.screenshot({ path: join(out, `page-${backend}.png`), fullPage: true });
+    if (backend === 'webgpu') {
+      // Automatic choice: both backends are timed and the faster is kept.
+      await page.goto(`${origin}index.html?backend=auto`);
+      await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 300000 });
+      const how = await page.evaluate(() => document.getElementById('backend-how').textContent);
+      check(/measured/.test(how) && /WebGPU [\d.]+ ms/.test(how) && /CPU [\d.]+ ms/.test(how), 'automatic choice measures both backends', how);
+      numbers.auto_choice = `${await page.evaluate(() => document.body.dataset.backend)} ${how}`;
+    }
+    const origins = new Set(requests.map((r) => (r.url.startsWith('data:') || r.url.startsWith('blob:') ? origin : new URL(r.url).origin + '/')));
+    check(origins.size === 1 && origins.has(origin), `all ${requests.length} requests went to ${origin}`, [...origins].join(' '));
+    check(errors.length === 0, 'no uncaught page errors', errors.join(' | '));
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+  return numbers;
+}
+
+const { url, close } = await serve(www);
+const results = [];
+try {
+  const s = sizes();
+  console.log(`sizes: wasm ${s.wasm} B (gzip ${s.wasm_gzip}), glue JS ${s.glue_js} B, weights ${s.weights} B (gzip ${s.weights_gzip})`);
+  for (const backend of ['webgpu', 'cpu']) results.push({ ...(await runBackend(backend, url)), ...s });
+} finally {
+  await close();
+}
+console.log('\n# numbers (per backend)');
+for (const r of results) console.log(JSON.stringify(r));
+console.log(`\n${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

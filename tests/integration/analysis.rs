@@ -1,0 +1,111 @@
+//! The front end's path (what the web worker calls through `web.rs`): file bytes → decode →
+//! gate → preprocess → model, typed errors, re-windowing without a second decode, Grad-CAM at
+//! the display size. Uses the committed weights; with the real data it checks real files,
+//! without it generated ones.
+
+use super::common;
+use ctxr::analysis::{AnalyzeError, ModelChoice, Models, Request};
+use ctxr::colormap::Colormap;
+use ctxr::device::BackendKind;
+use ctxr::preprocess::WindowChoice;
+use ctxr::weights::Manifest;
+
+fn models() -> Option<Models> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
+    let manifest = Manifest::parse(&std::fs::read_to_string(dir.join("manifest.json")).ok()?).ok()?;
+    let mut m = Models::new(BackendKind::Cpu, ctxr::device::cpu(), manifest.clone());
+    for e in &manifest.models {
+        m.load(&e.id, &std::fs::read(dir.join(&e.record)).ok()?).expect("committed record loads");
+    }
+    Some(m)
+}
+
+/// An 8-bit PNG of a CT-like phantom (body, two dark lungs) at `size`².
+fn phantom_png(size: u32) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(size, size, |x, y| {
+        let inside = |cx: f32, cy: f32, rx: f32, ry: f32| ((x as f32 - cx) / rx).powi(2) + ((y as f32 - cy) / ry).powi(2) <= 1.0;
+        let s = size as f32;
+        let v = if inside(0.33 * s, 0.5 * s, 0.13 * s, 0.22 * s) || inside(0.67 * s, 0.5 * s, 0.13 * s, 0.22 * s) {
+            25
+        } else if inside(0.5 * s, 0.5 * s, 0.44 * s, 0.34 * s) {
+            180
+        } else {
+            0
+        };
+        image::Luma([v])
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
+
+#[test]
+fn forced_model_classifies_rewindows_and_explains() {
+    let Some(m) = models() else {
+        eprintln!("SKIPPED forced_model_classifies_rewindows_and_explains: no committed weights");
+        return;
+    };
+    let Some(model) = ["ct", "cxr"].into_iter().find(|id| m.classifier(id).is_ok()) else { return };
+    let choice = if model == "ct" { ModelChoice::Ct } else { ModelChoice::Cxr };
+    let bytes = phantom_png(300);
+    let (a, mut cur) = pollster::block_on(m.analyze(&bytes, &Request { model: choice, ..Request::default() })).unwrap();
+    assert!(!a.refused && a.gate.is_none(), "a chosen model skips the gate");
+    assert_eq!(a.model.as_deref(), Some(model));
+    let p = a.prediction.as_ref().unwrap();
+    assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    assert_eq!((a.display_width, a.display_height), (300, 300));
+    assert_eq!(a.display.len(), 300 * 300);
+    assert_eq!(a.seen.len(), (a.seen_size * a.seen_size) as usize);
+    assert_eq!(a.layers.len(), 4);
+    // A new window changes what the model sees (no second decode needed).
+    let before = a.seen.clone();
+    let b = pollster::block_on(m.classify_current(&mut cur, WindowChoice::Custom { center: 200.0, width: 50.0 })).unwrap();
+    assert_eq!(b.window.width, 50.0);
+    assert_ne!(before, b.seen, "a narrow window changes the model input");
+    // Grad-CAM at the display size for every class; maps differ between classes.
+    let classes = p.classes.len();
+    let heats: Vec<_> = (0..classes).map(|c| pollster::block_on(m.explain(&cur, c, 4, Colormap::Cividis)).unwrap()).collect();
+    for h in &heats {
+        assert_eq!((h.width, h.height), (300, 300));
+        assert_eq!(h.rgba.len(), 300 * 300 * 4);
+        assert!(h.heat.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+    assert!(heats.iter().any(|h| h.peak > 0.0), "some class has positive evidence");
+    assert_ne!(heats[0].heat, heats[1].heat, "class 0 and class 1 maps differ");
+    assert!(matches!(pollster::block_on(m.explain(&cur, 0, 9, Colormap::Viridis)), Err(AnalyzeError::Classify(_))), "layer 9 does not exist");
+}
+
+#[test]
+fn bad_files_give_typed_errors() {
+    let Some(m) = models() else { return };
+    let png = phantom_png(64);
+    let cases: [(&[u8], &str); 4] = [(&[], "empty"), (&png[..png.len() / 3], "malformed"), (b"%PDF-1.7\n1 0 obj\n", "not_an_image"), (b"hello, this is text\n", "text")];
+    for (bytes, kind) in cases {
+        let e = pollster::block_on(m.analyze(bytes, &Request::default())).err().expect("an error");
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.to_string().len() > 10);
+    }
+}
+
+#[test]
+fn gate_routes_real_files_and_refuses_a_photo() {
+    let Some(data) = common::shared_data("gate_routes_real_files_and_refuses_a_photo") else { return };
+    let Some(m) = models() else { return };
+    let run = |rel: &str| pollster::block_on(m.analyze(&std::fs::read(data.join(rel)).unwrap(), &Request::default()));
+    match run("ct/decoder-samples/dicom-chest-ct/ID_0000_AGE_0060_CONTRAST_1_CT.dcm") {
+        Ok((dicom, _)) => {
+            let g = dicom.gate.as_ref().unwrap();
+            assert!(g.accepted && g.by == "dicom", "{g:?}");
+            assert_eq!(dicom.model.as_deref(), Some("ct"));
+            assert!(dicom.timings.total_ms > 0.0);
+        }
+        Err(e) => assert_eq!(e, AnalyzeError::ModelNotLoaded("ct".into()), "only a missing CT model may stop a CT DICOM"),
+    }
+    let cxr = run("cxr/decoder-samples/1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm").unwrap().0;
+    assert_eq!(cxr.model.as_deref(), Some("cxr"));
+    assert!(cxr.display_width <= 768 && cxr.display_height <= 768, "large images are shown downscaled");
+    let photo = run("odd-inputs/image-rs/tests/images/jpg/progressive/cat.jpg").unwrap().0;
+    assert!(photo.refused && photo.prediction.is_none());
+    assert!(!photo.gate.unwrap().reason.is_empty());
+    assert_eq!(photo.display.len(), (photo.display_width * photo.display_height) as usize, "a refused image is still shown");
+}

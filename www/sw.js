@@ -1,0 +1,40 @@
+// sw.js — makes the page work offline after the first visit: on install it caches the app
+// shell, the wasm build and the weights (same origin only); afterwards every same-origin GET
+// goes to the network first (so a new deployment is picked up) and falls back to the cache
+// when offline. Requests to other origins are never made or answered.
+const CACHE = 'ctxr-v1';
+const SHELL = ['./', 'index.html', 'app.js', 'card.js', 'worker.js', 'style.css', 'pkg/ctxr.js', 'pkg/ctxr_bg.wasm', 'weights/manifest.json'];
+
+self.addEventListener('install', (event) => {
+  event.waitUntil((async () => {
+    const cache = await caches.open(CACHE);
+    await cache.addAll(SHELL);
+    const manifest = await (await cache.match('weights/manifest.json')).json();
+    await cache.addAll(manifest.models.filter((m) => m.record).map((m) => `weights/${m.record}`));
+    await self.skipWaiting();
+  })());
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil((async () => {
+    for (const key of await caches.keys()) if (key !== CACHE) await caches.delete(key);
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener('fetch', (event) => {
+  const req = event.request;
+  if (req.method !== 'GET' || new URL(req.url).origin !== self.location.origin) return;
+  event.respondWith((async () => {
+    const cache = await caches.open(CACHE);
+    try {
+      const res = await fetch(req);
+      if (res.ok) cache.put(req, res.clone());
+      return res;
+    } catch (err) {
+      const hit = await cache.match(req, { ignoreSearch: true });
+      if (hit) return hit;
+      throw err;
+    }
+  })());
+});

@@ -1,0 +1,137 @@
+// worker.js — runs the model off the main thread. It fetches the manifest and the weights
+// (same origin, cached by the service worker), starts the wasm engine on the faster of
+// WebGPU and the CPU (measured, unless the page asks for one), and answers the page's
+// requests one at a time: {id, op, ...} → {id, ok, result | error}.
+import init, { Engine, version } from './pkg/ctxr.js';
+
+let engine = null;
+let manifest = null;
+let records = null; // id → Uint8Array (kept to restart on another backend without refetching)
+let choice = null;
+let queue = Promise.resolve();
+
+const post = (msg, transfer = []) => self.postMessage(msg, transfer);
+const requestCount = () => performance.getEntriesByType('resource').length;
+const asError = (e) => (e && typeof e === 'object' && 'kind' in e)
+  ? { kind: String(e.kind), message: String(e.message) }
+  : { kind: 'internal', message: String((e && e.message) || e) };
+
+async function fetchBytes(url, onProgress) {
+  const res = await fetch(url);
+  if (!res.ok) throw { kind: 'download', message: `could not download ${url} (HTTP ${res.status})` };
+  const total = Number(res.headers.get('content-length')) || 0;
+  if (!res.body || !res.body.getReader) return new Uint8Array(await res.arrayBuffer());
+  const reader = res.body.getReader();
+  const parts = [];
+  let got = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    got += value.length;
+    onProgress(got, total);
+  }
+  const out = new Uint8Array(got);
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+}
+
+async function loadAll(onProgress) {
+  const res = await fetch('weights/manifest.json');
+  if (!res.ok) throw { kind: 'download', message: `could not download the manifest (HTTP ${res.status})` };
+  const text = await res.text();
+  manifest = { text, json: JSON.parse(text) };
+  const models = manifest.json.models.filter((m) => m.record);
+  const total = models.reduce((s, m) => s + (m.record_bytes || 0), 0);
+  const done = {};
+  records = {};
+  for (const m of models) {
+    records[m.id] = await fetchBytes(`weights/${m.record}`, (got) => {
+      done[m.id] = got;
+      onProgress(Object.values(done).reduce((a, b) => a + b, 0), total);
+    });
+  }
+}
+
+async function start(backend) {
+  const e = await Engine.create(backend, manifest.text);
+  for (const [id, bytes] of Object.entries(records)) e.load_model(id, bytes);
+  return e;
+}
+
+// The model the backends are timed on: the first classifier of the manifest.
+const benchModel = () => (manifest.json.models.find((m) => m.modality) || manifest.json.models[0]).id;
+
+async function choose(preference) {
+  const hasGpu = typeof navigator !== 'undefined' && !!navigator.gpu;
+  if (preference === 'cpu' || (preference === 'auto' && !hasGpu)) {
+    return { engine: await start('cpu'), how: preference === 'cpu' ? 'chosen by you' : 'WebGPU is not available in this browser', times: {} };
+  }
+  let gpu = null;
+  let gpuError = null;
+  try { gpu = await start('webgpu'); } catch (e) { gpuError = asError(e).message; }
+  if (preference === 'webgpu') {
+    if (!gpu) throw { kind: 'no_webgpu', message: gpuError || 'WebGPU is not available' };
+    return { engine: gpu, how: 'chosen by you', times: {} };
+  }
+  if (!gpu) return { engine: await start('cpu'), how: `WebGPU failed to start (${gpuError})`, times: {} };
+  const cpu = await start('cpu');
+  const id = benchModel();
+  const times = { webgpu: await gpu.benchmark(id, 5), cpu: await cpu.benchmark(id, 5) };
+  const gpuWins = times.webgpu < times.cpu;
+  (gpuWins ? cpu : gpu).free();
+  return { engine: gpuWins ? gpu : cpu, how: 'measured: the faster of the two on a warm-up input', times };
+}
+
+const ops = {
+  async init({ backend = 'auto' }) {
+    const t0 = performance.now();
+    await init();
+    if (!records) await loadAll((got, total) => post({ type: 'progress', got, total }));
+    if (engine) { engine.free(); engine = null; }
+    choice = await choose(backend);
+    engine = choice.engine;
+    return {
+      backend: engine.backend(),
+      how: choice.how,
+      times: choice.times,
+      loaded: engine.loaded(),
+      version: version(),
+      manifest: manifest.json,
+      startup_ms: performance.now() - t0,
+    };
+  },
+  async analyze({ bytes, request }) {
+    const r = await engine.analyze(new Uint8Array(bytes), request || {});
+    return [r, [r.display.buffer, r.seen.buffer]];
+  },
+  async rewindow({ window }) {
+    const r = await engine.rewindow(window);
+    return [r, [r.display.buffer, r.seen.buffer]];
+  },
+  async explain({ cls, layer, colormap }) {
+    const h = await engine.explain(cls, layer, colormap);
+    return [h, [h.rgba.buffer]];
+  },
+  async time({ runs }) {
+    return await engine.time_inference(runs);
+  },
+};
+
+self.onmessage = (ev) => {
+  const { id, op, ...args } = ev.data || {};
+  queue = queue.then(async () => {
+    try {
+      if (!ops[op]) throw { kind: 'bad_request', message: `unknown operation ${op}` };
+      if (op !== 'init' && !engine) throw { kind: 'not_ready', message: 'the models are not loaded yet' };
+      const out = await ops[op](args);
+      const [result, transfer] = Array.isArray(out) && out.length === 2 && Array.isArray(out[1]) ? out : [out, []];
+      post({ id, ok: true, result, requests: requestCount() }, transfer);
+    } catch (e) {
+      // A trap inside WebAssembly leaves the module unusable: the page then starts a new worker.
+      const fatal = typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError;
+      post({ id, ok: false, error: asError(e), fatal, requests: requestCount() });
+    }
+  });
+};
