@@ -293,10 +293,14 @@ function show(row, r) {
   $('seen').parentElement.hidden = false;
   $('overlay').parentElement.hidden = false;
   state.heat = null;
-  m.hidden = !!r.evaluated;
+  const ev = (state.manifest?.models || []).find((x) => x.id === r.model)?.evaluation;
+  const ext = ev ? (ev.auc ?? ev.macro_auc) : null;
+  const weak = typeof ext === 'number' && ext < 0.75;
+  m.hidden = !!r.evaluated && !weak;
   m.className = 'message refused';
-  m.dataset.kind = 'unevaluated';
-  m.textContent = r.evaluated ? '' : 'These weights carry no evaluation: the numbers below mean nothing.';
+  m.dataset.kind = r.evaluated ? 'weak_model' : 'unevaluated';
+  m.textContent = !r.evaluated ? 'These weights carry no evaluation: the numbers below mean nothing.'
+    : weak ? `Caution: on images from a hospital it never saw, this model scored AUC ${ext.toFixed(2)} (0.5 is chance). It does not generalise; read its output as a teaching example of domain shift (see the model card).` : '';
   const p = r.prediction;
   $('prediction').hidden = false;
   $('decision').textContent = r.decision ? r.decision.label : p.label;

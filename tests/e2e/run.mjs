@@ -231,6 +231,16 @@ async function runBackend(backend, origin) {
     check(overflow.px <= 1, 'page fits a 360 px wide screen (no horizontal scroll)', `overflow ${overflow.px}px: ${overflow.culprits.join(' ')}`);
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.screenshot({ path: join(out, `page-${backend}.png`), fullPage: true });
+    // Offline after the first visit: the service worker serves the shell, wasm and weights.
+    await context.setOffline(true);
+    await page.reload();
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 300000 });
+    const offline = await page.evaluate(() => document.body.dataset.state);
+    if (check(offline === 'ready', 'page starts again with the network off (service worker cache)', offline)) {
+      const c = list.find((x) => x.heatmap);
+      await classify(page, requests, { ...c, label: `offline: ${c.label}` });
+    }
+    await context.setOffline(false);
     if (backend === 'webgpu') {
       // Automatic choice: both backends are timed and the faster is kept.
       await page.goto(`${origin}index.html?backend=auto`);
