@@ -70,7 +70,8 @@ async function choose(preference) {
   }
   let gpu = null;
   let gpuError = null;
-  try { gpu = await start('webgpu'); } catch (e) { gpuError = asError(e).message; }
+  // wgpu's message ends with a dump of every backend it probed: keep the first sentence.
+  try { gpu = await start('webgpu'); } catch (e) { gpuError = asError(e).message.split(' for WgpuDevice')[0].split(': No suitable')[0]; }
   if (preference === 'webgpu') {
     if (!gpu) throw { kind: 'no_webgpu', message: gpuError || 'WebGPU is not available' };
     return { engine: gpu, how: 'chosen by you', times: {} };
