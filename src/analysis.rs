@@ -15,7 +15,7 @@ use crate::evaluate::OperatingPoint;
 use crate::gate::{Gatekeeper, Verdict, by_metadata};
 use crate::gradcam::to_original;
 use crate::preprocess::{PreprocessConfig, Preprocessed, WindowChoice, render, resize, resolve_window};
-use crate::weights::{Manifest, Modality, WeightsError};
+use crate::weights::{Manifest, Modality, ModelEntry, WeightsError};
 
 /// Longest side of the display copy of an image (the page's canvases).
 pub const DISPLAY_MAX_SIDE: u32 = 768;
@@ -81,6 +81,29 @@ pub struct Decision {
     pub threshold: f64,
     pub target_sensitivity: f64,
     pub rule: String,
+}
+
+impl Decision {
+    /// The decision for `prediction` at the operating point stored in `entry` (`None` without one).
+    pub fn at_operating_point(entry: &ModelEntry, prediction: &Prediction) -> Option<Decision> {
+        let op: OperatingPoint = serde_json::from_value(entry.operating_point.clone()?).ok()?;
+        let probs: Vec<f64> = prediction.probabilities.iter().map(|&p| p as f64).collect();
+        let index = op.decide(&probs, &entry.classes);
+        Some(Decision {
+            label: entry.classes.get(index).cloned().unwrap_or_default(),
+            index,
+            rule: format!(
+                "{} if P({}) ≥ {:.3} (the threshold that reached {:.0} % sensitivity on validation data), otherwise the likelier other class",
+                op.positive_class,
+                op.positive_class,
+                op.threshold,
+                op.target_sensitivity * 100.0
+            ),
+            positive_class: op.positive_class,
+            threshold: op.threshold,
+            target_sensitivity: op.target_sensitivity,
+        })
+    }
 }
 
 /// Milliseconds spent in each step (0 for steps that did not run).
@@ -302,24 +325,7 @@ impl Models {
         let t1 = now_ms();
         let prediction = clf.predict(&prepared).await?;
         let t2 = now_ms();
-        let decision = clf.entry.operating_point.clone().and_then(|v| serde_json::from_value::<OperatingPoint>(v).ok()).map(|op| {
-            let probs: Vec<f64> = prediction.probabilities.iter().map(|&p| p as f64).collect();
-            let index = op.decide(&probs, &clf.entry.classes);
-            Decision {
-                label: clf.entry.classes.get(index).cloned().unwrap_or_default(),
-                index,
-                rule: format!(
-                    "{} if P({}) ≥ {:.3} (the threshold that reached {:.0} % sensitivity on validation data), otherwise the likelier other class",
-                    op.positive_class,
-                    op.positive_class,
-                    op.threshold,
-                    op.target_sensitivity * 100.0
-                ),
-                positive_class: op.positive_class,
-                threshold: op.threshold,
-                target_sensitivity: op.target_sensitivity,
-            }
-        });
+        let decision = Decision::at_operating_point(&clf.entry, &prediction);
         let (display, dw, dh) = display_image(&cur.image, prepared.window);
         cur.display_width = dw;
         cur.display_height = dh;

@@ -304,10 +304,8 @@ fn classify(a: ClassifyArgs) -> Result<ExitCode, String> {
                 "window": {"center": p.window.center, "width": p.window.width},
                 "gate": gate_verdict,
             });
-            if let Some(op) = clf.entry.operating_point.clone().and_then(|v| serde_json::from_value::<ctxr::evaluate::OperatingPoint>(v).ok()) {
-                let probs: Vec<f64> = pred.probabilities.iter().map(|&p| p as f64).collect();
-                let d = op.decide(&probs, &clf.entry.classes);
-                out["decision"] = json!({"label": clf.entry.classes.get(d), "rule": format!("{} if P({}) ≥ {:.3} (chosen for {:.0} % sensitivity on validation), else the likelier other class", op.positive_class, op.positive_class, op.threshold, op.target_sensitivity * 100.0)});
+            if let Some(d) = ctxr::analysis::Decision::at_operating_point(&clf.entry, &pred) {
+                out["decision"] = json!(d);
             }
             if let Some(h) = &a.heatmap {
                 let class = match &a.class {
