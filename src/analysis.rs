@@ -259,7 +259,7 @@ impl Models {
             size: s as u32,
             input: vec![0.0; s * s],
             seen: Vec::new(),
-            letterbox: crate::preprocess::Letterbox { x: 0, y: 0, width: s as u32, height: s as u32 },
+            letterbox: crate::preprocess::Letterbox { x: 0, y: 0, width: s as u32, height: s as u32, source: crate::preprocess::Region::FULL },
             window: Window { center: 0.5, width: 1.0 },
         };
         clf.predict(&blank).await?;
@@ -442,9 +442,6 @@ pub fn display_image(img: &MedImage, window: Window) -> (Vec<u8>, u32, u32) {
 }
 
 fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }

@@ -103,14 +103,16 @@ impl GateParams {
         let mut best = f32::INFINITY;
         let mut diff = vec![0f32; d];
         for m in &self.means {
-            for i in 0..d {
-                diff[i] = f[i] - m.get(i).copied().unwrap_or(0.0);
+            // A short mean is padded with zeros.
+            let mean = m.iter().copied().chain(std::iter::repeat(0.0));
+            for ((slot, &x), mu) in diff.iter_mut().zip(f).zip(mean) {
+                *slot = x - mu;
             }
             let mut s = 0f64;
-            for i in 0..d {
-                let row = &self.precision[i * d..(i + 1) * d];
+            // `d.max(1)`: with d = 0 the precision is empty and there are no rows.
+            for (row, &di) in self.precision.chunks_exact(d.max(1)).zip(&diff) {
                 let t: f64 = row.iter().zip(&diff).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-                s += t * diff[i] as f64;
+                s += t * di as f64;
             }
             best = best.min(s as f32);
         }
@@ -146,13 +148,13 @@ pub const N_STATS: usize = 8;
 /// contrast, edge energy and its horizontal/vertical balance. Appended to the network features.
 pub fn image_stats(seen: &[u8], size: usize) -> Vec<f32> {
     let n = size * size;
-    if size == 0 || seen.len() < n {
+    let Some(seen) = seen.get(..n).filter(|_| size > 0) else {
         return vec![0.0; N_STATS];
-    }
-    let v = |x: usize, y: usize| seen[y * size + x] as f32 / 255.0;
+    };
+    let v = |p: u8| p as f32 / 255.0;
     let (mut sum, mut sum2, mut dark, mut bright) = (0f32, 0f32, 0f32, 0f32);
-    for &p in &seen[..n] {
-        let p = p as f32 / 255.0;
+    for &p in seen {
+        let p = v(p);
         sum += p;
         sum2 += p * p;
         dark += f32::from(p < 0.04);
@@ -164,15 +166,18 @@ pub fn image_stats(seen: &[u8], size: usize) -> Vec<f32> {
     let (mut gx, mut gy) = (0f32, 0f32);
     let ring = (size / 8).max(1);
     let (mut border, mut nb, mut centre, mut nc) = (0f32, 0f32, 0f32, 0f32);
-    for y in 0..size {
-        for x in 0..size {
-            let p = v(x, y);
-            cov += (p - mean) * (v(size - 1 - x, y) - mean);
-            if x + 1 < size {
-                gx += (v(x + 1, y) - p).abs();
+    let mut rows = seen.chunks_exact(size).enumerate().peekable();
+    while let Some((y, row)) = rows.next() {
+        let below = rows.peek().map(|&(_, r)| r);
+        // Each pixel with its mirror image across the vertical midline.
+        for (x, (&p, &mirror)) in row.iter().zip(row.iter().rev()).enumerate() {
+            let p = v(p);
+            cov += (p - mean) * (v(mirror) - mean);
+            if let Some(&right) = row.get(x + 1) {
+                gx += (v(right) - p).abs();
             }
-            if y + 1 < size {
-                gy += (v(x, y + 1) - p).abs();
+            if let Some(&down) = below.and_then(|r| r.get(x)) {
+                gy += (v(down) - p).abs();
             }
             if x < ring || y < ring || x >= size - ring || y >= size - ring {
                 border += p;
@@ -201,77 +206,116 @@ pub fn image_stats(seen: &[u8], size: usize) -> Vec<f32> {
 /// the precision matrix. `feats` is row-major `n × d`.
 pub fn fit_mahalanobis(feats: &[f32], labels: &[usize], d: usize, classes: usize, shrinkage: f64) -> (Vec<Vec<f32>>, Vec<f32>) {
     let n = labels.len();
+    // One feature row per label; a label ≥ `classes` or a missing row is skipped.
+    // `d.max(1)`: with d = 0 every row is empty and the zips below do nothing.
+    let samples = || feats.chunks_exact(d.max(1)).zip(labels);
     let mut means = vec![vec![0f64; d]; classes];
     let mut counts = vec![0usize; classes];
-    for (i, &c) in labels.iter().enumerate() {
-        counts[c] += 1;
-        for j in 0..d {
-            means[c][j] += feats[i * d + j] as f64;
-        }
-    }
-    for c in 0..classes {
-        for v in &mut means[c] {
-            *v /= counts[c].max(1) as f64;
-        }
-    }
-    let mut cov = vec![0f64; d * d];
-    for (i, &c) in labels.iter().enumerate() {
-        for a in 0..d {
-            let da = feats[i * d + a] as f64 - means[c][a];
-            for b in a..d {
-                cov[a * d + b] += da * (feats[i * d + b] as f64 - means[c][b]);
+    for (row, &c) in samples() {
+        if let (Some(mean), Some(count)) = (means.get_mut(c), counts.get_mut(c)) {
+            *count += 1;
+            for (m, &x) in mean.iter_mut().zip(row) {
+                *m += x as f64;
             }
         }
     }
-    for a in 0..d {
-        for b in a..d {
-            cov[a * d + b] /= (n.saturating_sub(classes)).max(1) as f64;
-            cov[b * d + a] = cov[a * d + b];
+    for (mean, &count) in means.iter_mut().zip(&counts) {
+        for v in mean {
+            *v /= count.max(1) as f64;
         }
     }
-    let avg_var = (0..d).map(|i| cov[i * d + i]).sum::<f64>() / d as f64;
-    for a in 0..d {
-        for b in 0..d {
-            let target = if a == b { cov[a * d + a].max(1e-6 * avg_var.max(1e-12)) } else { 0.0 };
-            cov[a * d + b] = (1.0 - shrinkage) * cov[a * d + b] + shrinkage * target;
+    // Upper triangle (b ≥ a) of the pooled scatter matrix.
+    let mut cov = vec![0f64; d * d];
+    let mut centred = Vec::with_capacity(d);
+    for (row, &c) in samples() {
+        let Some(mean) = means.get(c) else { continue };
+        centred.clear();
+        centred.extend(row.iter().zip(mean).map(|(&x, &m)| x as f64 - m));
+        for (a, (cov_row, &da)) in cov.chunks_exact_mut(d.max(1)).zip(&centred).enumerate() {
+            for (slot, &db) in cov_row.iter_mut().zip(&centred).skip(a) {
+                *slot += da * db;
+            }
         }
-        cov[a * d + a] += 1e-6 * avg_var.max(1e-12);
+    }
+    let denom = (n.saturating_sub(classes)).max(1) as f64;
+    for v in &mut cov {
+        *v /= denom;
+    }
+    mirror_upper(&mut cov, d);
+    // The diagonal of a d × d row-major matrix is every (d + 1)-th element.
+    let avg_var = cov.iter().step_by(d + 1).sum::<f64>() / d as f64;
+    let floor = 1e-6 * avg_var.max(1e-12);
+    for (a, cov_row) in cov.chunks_exact_mut(d.max(1)).enumerate() {
+        for (b, v) in cov_row.iter_mut().enumerate() {
+            let target = if a == b { v.max(floor) } else { 0.0 };
+            *v = (1.0 - shrinkage) * *v + shrinkage * target;
+            if a == b {
+                *v += floor;
+            }
+        }
     }
     let prec = invert(&cov, d);
     (means.into_iter().map(|m| m.into_iter().map(|v| v as f32).collect()).collect(), prec.into_iter().map(|v| v as f32).collect())
+}
+
+/// Copy the upper triangle of a row-major `d × d` matrix onto its lower triangle.
+fn mirror_upper(m: &mut [f64], d: usize) {
+    for a in 0..d {
+        for b in a + 1..d {
+            if let Some(&v) = m.get(a * d + b)
+                && let Some(lower) = m.get_mut(b * d + a)
+            {
+                *lower = v;
+            }
+        }
+    }
+}
+
+/// Swap rows `i < j` of a row-major matrix with `d` columns.
+fn swap_rows(m: &mut [f64], d: usize, i: usize, j: usize) {
+    if let Some((top, bottom)) = m.split_at_mut_checked(j * d)
+        && let Some(ri) = top.get_mut(i * d..(i + 1) * d)
+    {
+        for (x, y) in ri.iter_mut().zip(bottom.iter_mut().take(d)) {
+            std::mem::swap(x, y);
+        }
+    }
 }
 
 /// Gauss–Jordan inverse of a symmetric positive-definite matrix.
 fn invert(m: &[f64], d: usize) -> Vec<f64> {
     let mut a = m.to_vec();
     let mut inv = vec![0f64; d * d];
-    for i in 0..d {
-        inv[i * d + i] = 1.0;
+    for v in inv.iter_mut().step_by(d + 1) {
+        *v = 1.0;
     }
+    let at = |m: &[f64], r: usize, c: usize| m.get(r * d + c).copied().unwrap_or(0.0);
     for col in 0..d {
-        let piv = (col..d).max_by(|&x, &y| a[x * d + col].abs().total_cmp(&a[y * d + col].abs())).unwrap_or(col);
+        let piv = (col..d).max_by(|&x, &y| at(&a, x, col).abs().total_cmp(&at(&a, y, col).abs())).unwrap_or(col);
         if piv != col {
-            for k in 0..d {
-                a.swap(col * d + k, piv * d + k);
-                inv.swap(col * d + k, piv * d + k);
-            }
+            swap_rows(&mut a, d, col, piv);
+            swap_rows(&mut inv, d, col, piv);
         }
-        let p = a[col * d + col];
+        let p = at(&a, col, col);
         if p.abs() < 1e-300 {
             continue;
         }
-        for k in 0..d {
-            a[col * d + k] /= p;
-            inv[col * d + k] /= p;
-        }
-        for r in 0..d {
-            if r != col {
-                let f = a[r * d + col];
-                if f != 0.0 {
-                    for k in 0..d {
-                        a[r * d + k] -= f * a[col * d + k];
-                        inv[r * d + k] -= f * inv[col * d + k];
-                    }
+        // Normalise the pivot row, then subtract it from every other row (d ≥ 1 here).
+        let pivot_row = |m: &[f64]| -> Vec<f64> { m.get(col * d..(col + 1) * d).unwrap_or_default().iter().map(|v| v / p).collect() };
+        let (pivot_a, pivot_inv) = (pivot_row(&a), pivot_row(&inv));
+        for (r, (ra, ri)) in a.chunks_exact_mut(d).zip(inv.chunks_exact_mut(d)).enumerate() {
+            if r == col {
+                ra.iter_mut().zip(&pivot_a).for_each(|(x, &v)| *x = v);
+                ri.iter_mut().zip(&pivot_inv).for_each(|(x, &v)| *x = v);
+                continue;
+            }
+            let f = ra.get(col).copied().unwrap_or(0.0);
+            if f != 0.0 {
+                for (x, &v) in ra.iter_mut().zip(&pivot_a) {
+                    *x -= f * v;
+                }
+                for (x, &v) in ri.iter_mut().zip(&pivot_inv) {
+                    *x -= f * v;
                 }
             }
         }

@@ -115,17 +115,33 @@ pub fn upsample_normalised(map: &[f32], w: usize, h: usize, size: usize, peak: f
 }
 
 /// Map a heat map over the square model input back onto the original image's pixel grid
-/// (removing the letterbox padding), `orig_w × orig_h`.
+/// (removing the letterbox padding, placing it on the cropped region), `orig_w × orig_h`.
+/// Outside the region the model saw, the heat is 0.
 pub fn to_original(heat: &[f32], size: u32, lb: Letterbox, orig_w: u32, orig_h: u32) -> Vec<f32> {
+    let mut out = vec![0.0; (orig_w as usize) * (orig_h as usize)];
     if heat.len() != (size * size) as usize || lb.width == 0 || lb.height == 0 || lb.x + lb.width > size || lb.y + lb.height > size {
-        return vec![0.0; (orig_w as usize) * (orig_h as usize)];
+        return out;
     }
     let mut crop = Vec::with_capacity((lb.width * lb.height) as usize);
     for y in lb.y..lb.y + lb.height {
         let start = (y * size + lb.x) as usize;
         crop.extend_from_slice(&heat[start..start + lb.width as usize]);
     }
-    resize(&crop, lb.width, lb.height, orig_w, orig_h)
+    let px = |f: f32, n: u32| ((f.clamp(0.0, 1.0) * n as f32).round() as u32).min(n);
+    let (x0, y0) = (px(lb.source.x, orig_w), px(lb.source.y, orig_h));
+    let (x1, y1) = (px(lb.source.x + lb.source.width, orig_w), px(lb.source.y + lb.source.height, orig_h));
+    if x1 <= x0 || y1 <= y0 {
+        return out;
+    }
+    let (rw, rh) = (x1 - x0, y1 - y0);
+    let region = resize(&crop, lb.width, lb.height, rw, rh);
+    for (row, src) in region.chunks(rw as usize).enumerate() {
+        let start = (y0 as usize + row) * orig_w as usize + x0 as usize;
+        if let Some(dst) = out.get_mut(start..start + rw as usize) {
+            dst.copy_from_slice(src);
+        }
+    }
+    out
 }
 
 /// Class Activation Mapping (Zhou et al., 2016) from the head weights, for checking Grad-CAM:

@@ -2,8 +2,38 @@
 //! of OpenJPEG) calls `malloc`, `calloc`, `realloc`, `free` and `strcpy`, which
 //! `wasm32-unknown-unknown` has no libc to provide (the module would import them from "env"
 //! and fail to load). These definitions route them to Rust's allocator. Native builds use libc.
+//! It also installs the global allocator, which tolerates openjp2's null deallocations.
 
-use std::alloc::{Layout, alloc, alloc_zeroed, dealloc, realloc as grow};
+use std::alloc::{GlobalAlloc, Layout, System, alloc, alloc_zeroed, dealloc, realloc as grow};
+
+/// The global allocator: the system one (dlmalloc on wasm32), except that deallocating a null
+/// pointer does nothing. openjp2 0.6.1 (`opj_tcd_code_block_dec_deallocate`) calls Rust's
+/// `dealloc` on the null data pointer of code blocks it never decoded; glibc's `free(NULL)`
+/// hides that natively, but dlmalloc reads the chunk header in front of address 0 and traps
+/// ("memory access out of bounds"), which killed the module on every JPEG 2000 DICOM.
+struct NullTolerant;
+
+// SAFETY: every call is forwarded to `System` with the caller's guarantees, except a null
+// `dealloc`, which frees nothing and so has nothing to forward.
+unsafe impl GlobalAlloc for NullTolerant {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if !ptr.is_null() {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: NullTolerant = NullTolerant;
 
 /// Every block starts with a header holding its size; it also keeps the 16-byte alignment
 /// that C's allocator guarantees.

@@ -72,6 +72,9 @@ pub struct PreprocessConfig {
     /// Standardisation of the [0, 1] image.
     pub mean: f32,
     pub std: f32,
+    /// Crop CT slices to the lungs before resizing (see [`crate::crop`]). Off for radiographs.
+    #[serde(default)]
+    pub crop_to_lungs: bool,
 }
 
 impl PreprocessConfig {
@@ -83,17 +86,34 @@ impl PreprocessConfig {
             percentile_high: 99.5,
             mean: 0.5,
             std: 0.25,
+            crop_to_lungs: false,
         }
     }
 }
 
-/// Where the resized image sits inside the square input.
+/// Where the resized image sits inside the square input, and which part of the original
+/// image it shows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Letterbox {
     pub x: u32,
     pub y: u32,
     pub width: u32,
     pub height: u32,
+    /// The region of the original image that was resized (the lung crop, or all of it).
+    pub source: Region,
+}
+
+/// A rectangle as fractions of an image's width and height.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Region {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+impl Region {
+    pub const FULL: Region = Region { x: 0.0, y: 0.0, width: 1.0, height: 1.0 };
 }
 
 /// The model's view of one image.
@@ -182,23 +202,69 @@ pub fn preprocess(img: &MedImage, cfg: &PreprocessConfig, choice: WindowChoice) 
     if !(8..=2048).contains(&size) {
         return Err(PreprocessError::BadSize(size));
     }
-    let window = resolve_window(img, cfg, choice)?;
-    let unit = apply_window(img, window);
+    let mut window = resolve_window(img, cfg, choice)?;
+    let mut unit = apply_window(img, window);
+    let (mut w, mut h) = (w, h);
+    let mut source = Region::FULL;
+    if cfg.crop_to_lungs
+        && let Some(b) = crate::crop::lung_box(&unit, w, h)
+    {
+        // Window again on the crop: a percentile stretch must not count the field of view.
+        let sub = crop_image(img, b);
+        window = resolve_window(&sub, cfg, choice)?;
+        unit = apply_window(&sub, window);
+        source = Region {
+            x: b.x0 as f32 / w as f32,
+            y: b.y0 as f32 / h as f32,
+            width: b.width() as f32 / w as f32,
+            height: b.height() as f32 / h as f32,
+        };
+        (w, h) = (b.width(), b.height());
+    }
     let scale = size as f64 / w.max(h) as f64;
     let nw = ((w as f64 * scale).round() as u32).clamp(1, size);
     let nh = ((h as f64 * scale).round() as u32).clamp(1, size);
     let resized = resize(&unit, w, h, nw, nh);
     let (ox, oy) = ((size - nw) / 2, (size - nh) / 2);
     let mut canvas = vec![0f32; (size * size) as usize];
-    for y in 0..nh {
-        let src = &resized[(y * nw) as usize..((y + 1) * nw) as usize];
-        let start = ((y + oy) * size + ox) as usize;
-        canvas[start..start + nw as usize].copy_from_slice(src);
+    let canvas_rows = canvas.chunks_exact_mut(size as usize).skip(oy as usize);
+    for (dst, src) in canvas_rows.zip(resized.chunks_exact(nw as usize)) {
+        dst.iter_mut().skip(ox as usize).zip(src).for_each(|(d, &s)| *d = s);
     }
     let seen = canvas.iter().map(|&v| to_u8(v)).collect();
     let inv_std = 1.0 / cfg.std;
     let input = canvas.iter().map(|&v| (v - cfg.mean) * inv_std).collect();
-    Ok(Preprocessed { size, input, seen, letterbox: Letterbox { x: ox, y: oy, width: nw, height: nh }, window })
+    Ok(Preprocessed { size, input, seen, letterbox: Letterbox { x: ox, y: oy, width: nw, height: nh, source }, window })
+}
+
+/// The pixels of `img` inside `b` (which lies inside the image), with the image's other facts.
+fn crop_image(img: &MedImage, b: crate::crop::PixelBox) -> MedImage {
+    let w = img.width as usize;
+    let mut pixels = Vec::with_capacity(b.width() as usize * b.height() as usize);
+    for y in b.y0 as usize..b.y1 as usize {
+        if let Some(row) = img.pixels.get(y * w + b.x0 as usize..y * w + b.x1 as usize) {
+            pixels.extend_from_slice(row);
+        }
+    }
+    MedImage {
+        width: b.width(),
+        height: b.height(),
+        pixels,
+        format: img.format,
+        intensity: img.intensity,
+        bits_stored: img.bits_stored,
+        source_channels: img.source_channels,
+        float_samples: img.float_samples,
+        photometric: img.photometric,
+        windows: img.windows.clone(),
+        modality: img.modality.clone(),
+        body_part: img.body_part.clone(),
+        frame: img.frame,
+        frames: img.frames,
+        dicom: None,
+        replaced_non_finite: img.replaced_non_finite,
+        colourfulness: img.colourfulness,
+    }
 }
 
 /// Percentiles (in %) of finite values via a 4096-bin histogram between min and max.
@@ -218,8 +284,10 @@ pub fn percentiles(px: &[f32], low: f32, high: f32) -> (f32, f32) {
     let k = (BINS - 1) as f32 / (hi - lo);
     let mut n = 0u64;
     for &v in px {
-        if v.is_finite() {
-            hist[(((v - lo) * k) as usize).min(BINS - 1)] += 1;
+        if v.is_finite()
+            && let Some(bin) = hist.get_mut((((v - lo) * k) as usize).min(BINS - 1))
+        {
+            *bin += 1;
             n += 1;
         }
     }
@@ -264,7 +332,9 @@ fn weights_for(n_src: usize, n_dst: usize) -> Vec<(usize, Vec<f32>)> {
                 ws.iter_mut().for_each(|x| *x /= sum);
             } else if !ws.is_empty() {
                 let k = ((center.floor() as usize).min(n_src - 1)).saturating_sub(start).min(ws.len() - 1);
-                ws[k] = 1.0;
+                if let Some(x) = ws.get_mut(k) {
+                    *x = 1.0;
+                }
             }
             (start, ws)
         })
@@ -275,20 +345,18 @@ fn resample_axis(src: &[f32], w: usize, h: usize, n: usize, horizontal: bool) ->
     if horizontal {
         let table = weights_for(w, n);
         let mut out = vec![0f32; n * h];
-        for y in 0..h {
-            let row = &src[y * w..(y + 1) * w];
-            for (x, (start, ws)) in table.iter().enumerate() {
-                out[y * n + x] = ws.iter().zip(&row[*start..]).map(|(a, b)| a * b).sum();
+        // `max(1)`: a zero-width source or destination has no taps or no output.
+        for (dst, row) in out.chunks_exact_mut(n.max(1)).zip(src.chunks_exact(w.max(1))) {
+            for (d, (start, ws)) in dst.iter_mut().zip(&table) {
+                *d = ws.iter().zip(row.get(*start..).unwrap_or_default()).map(|(a, b)| a * b).sum();
             }
         }
         out
     } else {
         let table = weights_for(h, n);
         let mut out = vec![0f32; w * n];
-        for (y, (start, ws)) in table.iter().enumerate() {
-            let dst = &mut out[y * w..(y + 1) * w];
-            for (k, wt) in ws.iter().enumerate() {
-                let row = &src[(start + k) * w..(start + k + 1) * w];
+        for (dst, (start, ws)) in out.chunks_exact_mut(w.max(1)).zip(&table) {
+            for (wt, row) in ws.iter().zip(src.chunks_exact(w.max(1)).skip(*start)) {
                 for (d, s) in dst.iter_mut().zip(row) {
                     *d += wt * s;
                 }
@@ -326,7 +394,7 @@ mod tests {
     fn letterbox_keeps_aspect_and_centres() {
         let m = img(100, 50, (0..5000).map(|i| (i % 100) as f32).collect(), Intensity::Raw, Photometric::Monochrome2);
         let p = preprocess(&m, &PreprocessConfig::new(64), WindowChoice::Auto).unwrap();
-        assert_eq!(p.letterbox, Letterbox { x: 0, y: 16, width: 64, height: 32 });
+        assert_eq!(p.letterbox, Letterbox { x: 0, y: 16, width: 64, height: 32, source: Region::FULL });
         assert_eq!(p.seen.len(), 64 * 64);
         assert_eq!(p.seen[0], 0, "padding is black");
         assert!(p.seen[(32 * 64 + 63) as usize] > 240, "right edge of a ramp is bright");

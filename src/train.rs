@@ -75,7 +75,9 @@ impl TrainConfig {
     }
 
     pub fn preprocess(&self) -> PreprocessConfig {
-        PreprocessConfig::new(self.input_size)
+        // CT slices are cropped to the lungs: the training sources are tight thorax crops,
+        // MosMed and viewer exports show the whole field of view (see `crop`).
+        PreprocessConfig { crop_to_lungs: self.model == "ct", ..PreprocessConfig::new(self.input_size) }
     }
 }
 

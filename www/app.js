@@ -193,6 +193,9 @@ async function pump() {
   }
 }
 
+// Largest file the page reads (the same budget as `decode::Limits::max_file_bytes`).
+const MAX_FILE_BYTES = 512 * 2 ** 20;
+
 function request() {
   return { model: $('model').value, window: windowChoice(), frame: 0 };
 }
@@ -204,6 +207,10 @@ async function analyzeRow(row, record) {
   }
   const t = performance.now();
   try {
+    // The byte budget is checked before the file is read into memory (decode::Limits has the same).
+    if (row.file.size > MAX_FILE_BYTES) {
+      throw { kind: 'file_too_large', message: `the file is ${(row.file.size / 2 ** 20).toFixed(0)} MB, above the ${MAX_FILE_BYTES / 2 ** 20} MB limit` };
+    }
     const bytes = await row.file.arrayBuffer();
     const r = await call('analyze', { bytes, request: request() }, [bytes]);
     if (record) {

@@ -6,6 +6,7 @@ import init, { Engine, version } from './pkg/ctxr.js';
 
 let engine = null;
 let manifest = null;
+let wasm = null; // the module's exports (its linear memory is reported by `memory`)
 let records = null; // id → Uint8Array (kept to restart on another backend without refetching)
 let choice = null;
 let queue = Promise.resolve();
@@ -88,7 +89,7 @@ async function choose(preference) {
 const ops = {
   async init({ backend = 'auto' }) {
     const t0 = performance.now();
-    await init();
+    wasm = await init();
     if (!records) await loadAll((got, total) => post({ type: 'progress', got, total }));
     if (engine) { engine.free(); engine = null; }
     choice = await choose(backend);
@@ -117,6 +118,10 @@ const ops = {
   },
   async time({ runs }) {
     return await engine.time_inference(runs);
+  },
+  // WebAssembly memory only grows, so its size is the peak the module has needed.
+  async memory() {
+    return { wasm_bytes: wasm?.memory?.buffer?.byteLength ?? 0 };
   },
 };
 

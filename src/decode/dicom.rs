@@ -51,10 +51,12 @@ pub struct StoredFrame {
 const FMT: Format = Format::Dicom;
 
 fn malformed(detail: impl std::fmt::Display) -> DecodeError {
-    DecodeError::Malformed { format: FMT, detail: detail.to_string() }
+    DecodeError::Malformed { format: FMT, detail: super::plain(detail.to_string()) }
 }
 
 fn parse(bytes: &[u8], format: Format) -> Result<DefaultDicomObject, DecodeError> {
+    // Every declared length is checked against the file before the parser allocates by it.
+    super::dicom_scan::check_lengths(bytes, format != Format::Dicom).map_err(malformed)?;
     match format {
         Format::Dicom => {
             let preamble = if bytes.get(128..132) == Some(b"DICM") { ReadPreamble::Always } else { ReadPreamble::Never };
@@ -76,6 +78,35 @@ fn parse(bytes: &[u8], format: Format) -> Result<DefaultDicomObject, DecodeError
             .map_err(malformed)
         }
     }
+}
+
+/// JPEG 2000 frames must match the header before decoding: the codec adapter writes every
+/// decoded sample into a buffer sized from Rows × Columns × Samples per Pixel and panics (which
+/// kills the WebAssembly module) when the codestream's SIZ marker declares more. Found by
+/// `cargo fuzz run dicom`.
+fn check_jpeg2000(obj: &DefaultDicomObject, h: &Header, frame: u32) -> Result<(), DecodeError> {
+    use dicom_encoding::adapters::PixelDataObject;
+    if !h.meta.transfer_syntax_uid.starts_with("1.2.840.10008.1.2.4.9") && !h.meta.transfer_syntax_uid.starts_with("1.2.840.10008.1.2.4.20") {
+        return Ok(());
+    }
+    let Some(data) = obj.frame_pixel_data(frame) else { return Ok(()) };
+    // SOC (FF4F) then SIZ (FF51): Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz, Csiz.
+    let head = data.get(..data.len().min(4096)).unwrap_or_default();
+    let Some(at) = head.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]) else { return Ok(()) };
+    let be32 = |o: usize| data.get(at + o..at + o + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+    let be16 = |o: usize| data.get(at + o..at + o + 2).and_then(|b| b.try_into().ok()).map(u16::from_be_bytes);
+    let siz = (be32(8), be32(12), be32(16), be32(20), be16(40));
+    let (Some(xsiz), Some(ysiz), Some(xo), Some(yo), Some(csiz)) = siz else {
+        return Err(malformed("the JPEG 2000 codestream header is cut short"));
+    };
+    let (w, hgt) = (xsiz.saturating_sub(xo), ysiz.saturating_sub(yo));
+    if (w, hgt) != (h.cols, h.rows) || csiz != h.meta.samples_per_pixel {
+        return Err(malformed(format!(
+            "the JPEG 2000 image is {w}×{hgt} with {csiz} component(s), but the DICOM header says {}×{} with {}",
+            h.cols, h.rows, h.meta.samples_per_pixel
+        )));
+    }
+    Ok(())
 }
 
 fn str_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
@@ -198,7 +229,7 @@ fn check_layout(h: &Header) -> Result<(), DecodeError> {
     if !known {
         return Err(DecodeError::Unsupported { format: FMT, what: format!("photometric interpretation {pi}") });
     }
-    if (m.samples_per_pixel == 3) != !pi.starts_with("MONOCHROME") {
+    if (m.samples_per_pixel == 3) == pi.starts_with("MONOCHROME") {
         return Err(malformed(format!("{pi} with {} samples per pixel", m.samples_per_pixel)));
     }
     Ok(())
@@ -222,15 +253,22 @@ fn stored(obj: &DefaultDicomObject, h: &Header, frame: u32, opts: &DecodeOptions
     if frame >= h.frames {
         return Err(DecodeError::FrameOutOfRange { requested: frame, frames: h.frames });
     }
-    let decoded = obj.decode_pixel_data_frame(frame).map_err(|e| malformed(format!("pixel data: {e}")))?;
-    let data = decoded.data();
+    check_jpeg2000(obj, h, frame)?;
+    let decoded = obj.decode_pixel_data_frame(frame).map_err(|e| {
+        let e = e.to_string();
+        if e.contains("out of range") {
+            malformed("the pixel data is shorter than the rows × columns × frames in the header")
+        } else {
+            malformed(format!("pixel data: {e}"))
+        }
+    })?;
     let m = &h.meta;
     let spp = m.samples_per_pixel as usize;
     let n = (h.rows as usize) * (h.cols as usize) * spp;
     let bytes_per = if m.bits_allocated == 1 { 1 } else { (m.bits_allocated / 8) as usize };
-    if data.len() < n * bytes_per {
-        return Err(malformed(format!("pixel data holds {} bytes, {} needed for frame {frame}", data.len(), n * bytes_per)));
-    }
+    let Some(data) = decoded.data().get(..n * bytes_per) else {
+        return Err(malformed(format!("pixel data holds {} bytes, {} needed for frame {frame}", decoded.data().len(), n * bytes_per)));
+    };
     // Decoders hand back samples already expanded to whole bytes, little-endian.
     let shift = (m.high_bit + 1 - m.bits_stored) as u32;
     let stored_bits = m.bits_stored as u32;
@@ -240,24 +278,26 @@ fn stored(obj: &DefaultDicomObject, h: &Header, frame: u32, opts: &DecodeOptions
         if signed && stored_bits < 64 && (v >> (stored_bits - 1)) & 1 == 1 { v as i64 - (1i64 << stored_bits) } else { v as i64 }
     };
     let mut values: Vec<i64> = match m.bits_allocated {
-        1 => data[..n].iter().map(|&b| i64::from(b != 0)).collect(),
-        8 => data[..n].iter().map(|&b| extract(u64::from(b))).collect(),
-        16 => data[..n * 2].chunks_exact(2).map(|c| extract(u64::from(u16::from_le_bytes([c[0], c[1]])))).collect(),
-        _ => data[..n * 4].chunks_exact(4).map(|c| extract(u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))).collect(),
+        1 => data.iter().map(|&b| i64::from(b != 0)).collect(),
+        8 => data.iter().map(|&b| extract(u64::from(b))).collect(),
+        16 => data.as_chunks::<2>().0.iter().map(|&c| extract(u64::from(u16::from_le_bytes(c)))).collect(),
+        _ => data.as_chunks::<4>().0.iter().map(|&c| extract(u64::from(u32::from_le_bytes(c)))).collect(),
     };
     let planar = u16_of(obj, tags::PLANAR_CONFIGURATION).unwrap_or(0) == 1;
     // Encapsulated decoders return interleaved RGB; native planar data must be re-interleaved.
     if spp == 3 && planar && decoded.planar_configuration() == dicom_pixeldata::PlanarConfiguration::PixelFirst {
-        let px = n / 3;
-        let mut inter = vec![0i64; n];
-        for i in 0..px {
-            for c in 0..3 {
-                inter[i * 3 + c] = values[c * px + i];
-            }
-        }
-        values = inter;
+        values = interleave_planes(&values);
     }
     Ok(StoredFrame { width: h.cols, height: h.rows, samples_per_pixel: m.samples_per_pixel, values, meta: m.clone() })
+}
+
+/// Re-interleave colour-by-plane samples (RR…GG…BB…) into colour-by-pixel order (RGBRGB…).
+fn interleave_planes(planar: &[i64]) -> Vec<i64> {
+    let px = planar.len() / 3;
+    // px ≤ len / 3, so both splits are in bounds (split_at cannot panic here).
+    let (r, gb) = planar.split_at(px);
+    let (g, b) = gb.split_at(px);
+    r.iter().zip(g).zip(b).flat_map(|((&r, &g), &b)| [r, g, b]).collect()
 }
 
 pub(super) fn decode(bytes: &[u8], format: Format, frame: Option<u32>, opts: &DecodeOptions) -> Result<Vec<MedImage>, DecodeError> {
@@ -284,8 +324,8 @@ fn to_image(s: StoredFrame, h: &Header, frame: u32, format: Format) -> MedImage 
     let pi = m.photometric_interpretation.as_str();
     let (pixels, photometric): (Vec<f32>, Photometric) = if s.samples_per_pixel == 3 {
         let ybr = pi.starts_with("YBR") && !matches!(pi, "YBR_RCT" | "YBR_ICT");
-        let px = s.values.chunks_exact(3).map(|c| {
-            let (a, b, cc) = (c[0] as f32, c[1] as f32, c[2] as f32);
+        let px = s.values.as_chunks::<3>().0.iter().map(|&[a, b, cc]| {
+            let (a, b, cc) = (a as f32, b as f32, cc as f32);
             // Y of YBR_FULL is already luminance; RGB → BT.601 luma.
             if ybr { a } else { luma(a, b, cc) }
         });

@@ -4,6 +4,7 @@
 //! windows the file carries. The format is sniffed from magic bytes, never from a name.
 
 mod dicom;
+mod dicom_scan;
 mod raster;
 mod sniff;
 mod tiff;
@@ -229,6 +230,21 @@ impl DecodeError {
             DecodeError::NoFiniteValues => "no_finite_values",
         }
     }
+}
+
+/// The decoder's message in plain words: its format prefix and any debug dump removed.
+pub(crate) fn plain(detail: String) -> String {
+    let mut s = detail.as_str();
+    if let Some(i) = s.find(" while decoding") {
+        s = &s[..i];
+    }
+    if let Some(i) = s.find('{') {
+        s = &s[..i];
+    }
+    if let Some(i) = s.find(": ").filter(|_| s.starts_with("Format error")) {
+        s = &s[i + 2..];
+    }
+    s.trim().trim_end_matches('.').to_string()
 }
 
 pub(crate) fn check_pixels(format: Format, width: u64, height: u64, frames: u64, limits: &Limits) -> Result<(), DecodeError> {

@@ -27,6 +27,10 @@ pub(super) fn decode(bytes: &[u8], format: Format, opts: &DecodeOptions) -> Resu
     // 16-bit RGBA is 8 bytes a pixel; conversion needs a second buffer.
     limits.max_alloc = Some(opts.limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
+    if format == Format::Jpeg && !jpeg_has_end(bytes) {
+        // zune-jpeg fills a cut-off scan with grey and succeeds: a half image must not be classified.
+        return Err(DecodeError::Malformed { format, detail: "the image data stops before the end-of-image marker".into() });
+    }
     let mut decoder = reader.into_decoder().map_err(malformed)?;
     let (w, h) = decoder.dimensions();
     check_pixels(format, w as u64, h as u64, 1, &opts.limits)?;
@@ -42,56 +46,64 @@ pub(super) fn decode(bytes: &[u8], format: Format, opts: &DecodeOptions) -> Resu
 pub(super) fn from_dynamic(img: DynamicImage, format: Format) -> MedImage {
     let (width, height) = (img.width(), img.height());
     let channels = img.color().channel_count() as u16;
-    let bits = (img.color().bits_per_pixel() / channels.max(1)) as u16;
+    let bits = img.color().bits_per_pixel() / channels.max(1);
     let has_color = img.color().has_color();
     let colourfulness = if has_color { colourfulness(&img) } else { 0.0 };
     let (pixels, bits_stored, float_samples): (Vec<f32>, u16, bool) = match img {
         DynamicImage::ImageLuma8(b) => (b.into_raw().into_iter().map(f32::from).collect(), 8, false),
         DynamicImage::ImageLuma16(b) => (b.into_raw().into_iter().map(f32::from).collect(), 16, false),
         DynamicImage::ImageLumaA8(b) => (
-            b.into_raw().chunks_exact(2).map(|p| f32::from(p[0]) * f32::from(p[1]) / 255.0).collect(),
+            b.into_raw().as_chunks::<2>().0.iter().map(|&[l, a]| f32::from(l) * f32::from(a) / 255.0).collect(),
             8,
             false,
         ),
         DynamicImage::ImageLumaA16(b) => (
-            b.into_raw().chunks_exact(2).map(|p| f32::from(p[0]) * f32::from(p[1]) / 65535.0).collect(),
+            b.into_raw().as_chunks::<2>().0.iter().map(|&[l, a]| f32::from(l) * f32::from(a) / 65535.0).collect(),
             16,
             false,
         ),
         DynamicImage::ImageRgb8(b) => (
             b.into_raw()
-                .chunks_exact(3)
-                .map(|p| luma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2])))
+                .as_chunks::<3>()
+                .0
+                .iter()
+                .map(|&[r, g, b]| luma(f32::from(r), f32::from(g), f32::from(b)))
                 .collect(),
             8,
             false,
         ),
         DynamicImage::ImageRgba8(b) => (
             b.into_raw()
-                .chunks_exact(4)
-                .map(|p| luma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2])) * f32::from(p[3]) / 255.0)
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|&[r, g, b, a]| luma(f32::from(r), f32::from(g), f32::from(b)) * f32::from(a) / 255.0)
                 .collect(),
             8,
             false,
         ),
         DynamicImage::ImageRgb16(b) => (
             b.into_raw()
-                .chunks_exact(3)
-                .map(|p| luma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2])))
+                .as_chunks::<3>()
+                .0
+                .iter()
+                .map(|&[r, g, b]| luma(f32::from(r), f32::from(g), f32::from(b)))
                 .collect(),
             16,
             false,
         ),
         DynamicImage::ImageRgba16(b) => (
             b.into_raw()
-                .chunks_exact(4)
-                .map(|p| luma(f32::from(p[0]), f32::from(p[1]), f32::from(p[2])) * f32::from(p[3]) / 65535.0)
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|&[r, g, b, a]| luma(f32::from(r), f32::from(g), f32::from(b)) * f32::from(a) / 65535.0)
                 .collect(),
             16,
             false,
         ),
         other => (
-            other.to_rgba32f().into_raw().chunks_exact(4).map(|p| luma(p[0], p[1], p[2]) * p[3]).collect(),
+            other.to_rgba32f().into_raw().as_chunks::<4>().0.iter().map(|&[r, g, b, a]| luma(r, g, b) * a).collect(),
             bits.max(32),
             true,
         ),
@@ -134,6 +146,16 @@ fn colourfulness(img: &DynamicImage) -> f32 {
     ((vrg + vyb).sqrt() + 0.3 * (mrg * mrg + myb * myb).sqrt()) as f32
 }
 
+/// A complete JPEG has an end-of-image marker (FF D9) after its last start-of-scan (FF DA);
+/// an embedded EXIF thumbnail's own markers come before the main scan.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => bytes.get(i + 2..).is_some_and(|rest| rest.windows(2).any(|w| w == [0xFF, 0xD9])),
+        None => false,
+    }
+}
+
 fn map_error(format: Format, e: image::ImageError) -> DecodeError {
     use image::ImageError as E;
     match e {
@@ -141,9 +163,12 @@ fn map_error(format: Format, e: image::ImageError) -> DecodeError {
             image::error::LimitErrorKind::DimensionError | image::error::LimitErrorKind::InsufficientMemory => {
                 DecodeError::ResourceLimit { format }
             }
-            _ => DecodeError::Malformed { format, detail: l.to_string() },
+            _ => DecodeError::Malformed { format, detail: super::plain(l.to_string()) },
         },
-        E::Unsupported(u) => DecodeError::Unsupported { format, what: u.to_string() },
-        other => DecodeError::Malformed { format, detail: other.to_string() },
+        // Dimensions whose buffer would overflow the address space (e.g. 50000² RGB on wasm32) are
+        // a resource limit, not a missing feature.
+        E::Unsupported(u) if u.to_string().contains("dimensions") && u.to_string().contains("too large") => DecodeError::ResourceLimit { format },
+        E::Unsupported(u) => DecodeError::Unsupported { format, what: super::plain(u.to_string()) },
+        other => DecodeError::Malformed { format, detail: super::plain(other.to_string()) },
     }
 }

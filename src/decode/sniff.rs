@@ -65,7 +65,8 @@ pub fn sniff(bytes: &[u8]) -> Result<Format, Unrecognised> {
     if starts(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
         return Ok(Format::Png);
     }
-    if starts(&[0xFF, 0xD8, 0xFF]) {
+    // SOI alone: a JPEG cut after two bytes is still a (damaged) JPEG, not text.
+    if starts(&[0xFF, 0xD8]) {
         return Ok(Format::Jpeg);
     }
     if starts(b"GIF87a") || starts(b"GIF89a") {
@@ -139,8 +140,10 @@ fn looks_like_raw_dicom(b: &[u8]) -> bool {
     if b.len() < 16 {
         return false;
     }
-    let group = u16::from_le_bytes([b[0], b[1]]);
-    let element = u16::from_le_bytes([b[2], b[3]]);
+    // Tag (group, element), then either a two-letter VR or a four-byte length.
+    let Some(&[g0, g1, e0, e1, v0, v1, l2, l3]) = b.first_chunk::<8>() else { return false };
+    let group = u16::from_le_bytes([g0, g1]);
+    let element = u16::from_le_bytes([e0, e1]);
     if !matches!(group, 0x0002 | 0x0008) {
         return false;
     }
@@ -148,23 +151,24 @@ fn looks_like_raw_dicom(b: &[u8]) -> bool {
     if element > 0x0100 {
         return false;
     }
-    let vr = &b[4..6];
-    let explicit = vr.iter().all(|c| c.is_ascii_uppercase());
+    let explicit = v0.is_ascii_uppercase() && v1.is_ascii_uppercase();
     if explicit {
         return true;
     }
-    let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    let len = u32::from_le_bytes([v0, v1, l2, l3]);
     (len as usize) < b.len() && len < 0x1_0000
 }
 
 fn looks_like_text(b: &[u8]) -> bool {
-    let head = &b[..b.len().min(512)];
+    let head = b.get(..512).unwrap_or(b);
     let printable = head
         .iter()
         .filter(|&&c| c == b'\n' || c == b'\r' || c == b'\t' || (0x20..0x7f).contains(&c) || c >= 0x80)
         .count();
     let utf8_text = std::str::from_utf8(head).is_ok() && printable == head.len();
-    let mostly_printable = printable * 100 >= head.len() * 97 && !head.contains(&0);
+    // Not UTF-8: only ASCII counts (bytes ≥ 0x80 in binary headers are not letters).
+    let ascii = head.iter().filter(|&&c| c == b'\n' || c == b'\r' || c == b'\t' || (0x20..0x7f).contains(&c)).count();
+    let mostly_printable = ascii * 100 >= head.len() * 97 && !head.contains(&0);
     utf8_text || mostly_printable
 }
 

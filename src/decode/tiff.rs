@@ -93,6 +93,6 @@ fn map_err(e: TiffError) -> DecodeError {
     match e {
         TiffError::UnsupportedError(u) => DecodeError::Unsupported { format: FMT, what: u.to_string() },
         TiffError::LimitsExceeded => DecodeError::ResourceLimit { format: FMT },
-        other => DecodeError::Malformed { format: FMT, detail: other.to_string() },
+        other => DecodeError::Malformed { format: FMT, detail: super::plain(other.to_string()) },
     }
 }

@@ -4,15 +4,17 @@
 // from ../shared/data (or generated images when it is absent), checks the gate's refusal, a
 // broken file's readable error and that the next file still works, the Grad-CAM overlay, the
 // CSV export, and every request: all same-origin, and none while a file is being classified.
+// On the CPU run it also drops the generated hostile corpus (tests/corpus) and a 300-slice folder.
 // It prints sizes and timings per backend and ends with "N passed, N failed".
 import { chromium } from 'playwright-core';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { execSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { serve } from './server.mjs';
-import { syntheticFiles, syntheticSeries } from './synthetic.mjs';
+import { phantomHu, syntheticFiles, syntheticSeries, tiff16 } from './synthetic.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const www = join(root, 'www');
@@ -56,6 +58,8 @@ function cases() {
   const broken = { ...png, name: 'broken.png', buffer: png.buffer.subarray(0, Math.floor(png.buffer.length / 3)) };
   return [
     { label: 'CT DICOM', file: file('ct/decoder-samples/dicom-chest-ct/ID_0000_AGE_0060_CONTRAST_1_CT.dcm'), expect: { model: 'ct' } },
+    // JPEG 2000 once trapped inside wasm (openjp2 freeing a null pointer under dlmalloc).
+    { label: 'JPEG 2000 lossless DICOM', file: file('ct/decoder-samples/dicom-other-ct/693_J2KR.dcm'), expect: { model: 'ct' } },
     { label: '16-bit TIFF (COVID-CTset convention)', file: file('ct/decoder-samples/tiff-uint16-ct/ID_0008_AGE_0051_CONTRAST_1_CT.tif'), expect: { model: 'ct' } },
     { label: 'PNG CT slice', file: png, expect: { model: 'ct' }, heatmap: true },
     { label: 'CXR JPEG', file: file(firstIn('cxr/images/kermany-224/pneumonia', /\.jpe?g$/i)), expect: { model: 'cxr' } },
@@ -165,6 +169,101 @@ async function exportCsv(page, n) {
   check(/,error,/.test(text) && /,refused,|,ok,/.test(text), 'CSV records errors and results');
 }
 
+// The generated hostile corpus (tests/corpus, written by `cargo test`): every file gives its
+// expected outcome — a typed error in plain words, or an image classified or refused with a
+// reason — and after every bad file a valid one still classifies (the module survived).
+async function corpusCheck(page, requests) {
+  const dir = join(root, 'tests', 'corpus');
+  if (!existsSync(join(dir, 'expected.json'))) {
+    check(false, 'hostile corpus present', `${dir}/expected.json missing: run \`cargo test --release --test integration corpus\` first`);
+    return;
+  }
+  const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8'));
+  const buf = (name) => ({ name, mimeType: 'application/octet-stream', buffer: readFileSync(join(dir, name)) });
+  const valid = { label: 'valid CT DICOM', file: buf('ct-explicit-le.dcm'), expect: { model: 'ct' } };
+  const bad = [];
+  let good = 0;
+  let survived = 0;
+  const memory = async () => (await page.evaluate(() => window.ctxr.call('memory'))).wasm_bytes;
+  const memStart = await memory();
+  const growth = [];
+  for (const e of expected) {
+    const m0 = await memory();
+    const r = await classifyQuiet(page, requests, buf(e.file));
+    const grew = (await memory()) - m0;
+    if (grew > 0) growth.push(`${e.file} +${(grew / 2 ** 20).toFixed(0)} MB`);
+    if (e.outcome === 'error') {
+      const plain = /^Could not read this file: [^{}]{10,}$/.test(r.message) && !/panicked|RuntimeError|unreachable/.test(r.message);
+      if (r.kind === e.kind && plain) good++; else bad.push(`${e.file}: expected ${e.kind}, got ${r.kind || r.model || 'nothing'} "${r.message}"`);
+      const v = await classifyQuiet(page, requests, valid.file);
+      if (v.model === 'ct' && !v.refused) survived++; else bad.push(`valid DICOM after ${e.file}: ${JSON.stringify(v)}`);
+    } else if ((r.model && !r.refused) || (r.refused && r.message.length > 10)) {
+      good++;
+    } else {
+      bad.push(`${e.file}: expected an image, got ${JSON.stringify(r)}`);
+    }
+  }
+  const nErr = expected.filter((e) => e.outcome === 'error').length;
+  check(good === expected.length, `hostile corpus: ${good}/${expected.length} files gave their expected outcome (${nErr} typed errors in plain words, ${expected.length - nErr} images classified or refused)`, bad.join(' | '));
+  const memEnd = await memory();
+  console.log(`  wasm memory over the corpus: ${(memStart / 2 ** 20).toFixed(0)} → ${(memEnd / 2 ** 20).toFixed(0)} MB; grew on: ${growth.join(', ') || 'none'}`);
+  // Budgets are enforced before allocation: no corpus file (bombs, lying lengths) may make the
+  // module grow by more than a normal image needs (WebAssembly memory never shrinks).
+  check(memEnd - memStart < 64 * 2 ** 20, `hostile corpus: wasm memory stays bounded (${(memStart / 2 ** 20).toFixed(0)} → ${(memEnd / 2 ** 20).toFixed(0)} MB)`, growth.join(', '));
+  check(survived === nErr, `hostile corpus: a valid DICOM classified after each of the ${nErr} bad files (the module survived)`, `${survived}/${nErr}`);
+}
+
+// Like classify() without per-file checks: the result, the message and the error kind.
+async function classifyQuiet(page, requests, f) {
+  const before = await page.evaluate(() => Number(document.body.dataset.results || 0));
+  await page.setInputFiles('#files', f);
+  await page.waitForFunction((n) => Number(document.body.dataset.results || 0) > n, before, { timeout: 120000 });
+  return page.evaluate(() => {
+    const cur = window.ctxr.state.current;
+    const m = document.getElementById('message');
+    return { model: cur?.r.model ?? null, refused: cur?.r.refused ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind };
+  });
+}
+
+// Resident memory (kB) of all Chromium processes together.
+function chromiumRssKb() {
+  try {
+    return execSync('ps -eo rss=,comm=', { encoding: 'utf8' }).split('\n')
+      .filter((l) => /chrom/i.test(l)).reduce((s, l) => s + (parseInt(l, 10) || 0), 0);
+  } catch { return 0; }
+}
+
+// A 300-slice folder (512² 16-bit TIFF, HU + 1024, 150 MB) is read one file at a time with
+// bounded memory: prints the wasm module's peak linear memory and Chromium's peak RSS.
+async function bigFolderCheck(page, numbers) {
+  const n = 300;
+  const dir = mkdtempSync(join(tmpdir(), 'ctxr-300-'));
+  const hu = phantomHu(512);
+  for (let i = 0; i < n; i++) writeFileSync(join(dir, `slice-${String(i).padStart(3, '0')}.tif`), tiff16(512, 512, Array.from(hu, (v) => v + 1024 + (i % 7))));
+  const done = await page.evaluate(() => Number(document.body.dataset.done || 0));
+  const memBefore = await page.evaluate(() => window.ctxr.call('memory'));
+  await page.selectOption('#model', 'ct');
+  let peakRss = chromiumRssKb();
+  const sampler = setInterval(() => { peakRss = Math.max(peakRss, chromiumRssKb()); }, 250);
+  const t0 = Date.now();
+  try {
+    await page.setInputFiles('#folder', dir);
+    await page.waitForFunction((want) => Number(document.body.dataset.done || 0) >= want, done + n, { timeout: 600000, polling: 500 });
+  } finally {
+    clearInterval(sampler);
+    await page.selectOption('#model', 'auto');
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const memAfter = await page.evaluate(() => window.ctxr.call('memory'));
+  const mb = (b) => (b / 2 ** 20).toFixed(1);
+  numbers.folder_300_seconds = (Date.now() - t0) / 1000;
+  numbers.folder_300_wasm_peak_mb = Number(mb(memAfter.wasm_bytes));
+  numbers.folder_300_chromium_peak_rss_mb = Number(mb(peakRss * 1024));
+  console.log(`  300-slice folder (150 MB): ${numbers.folder_300_seconds.toFixed(1)} s; wasm memory ${mb(memBefore.wasm_bytes)} → ${mb(memAfter.wasm_bytes)} MB; Chromium peak RSS ${mb(peakRss * 1024)} MB`);
+  // One file at a time: the module's memory must stay far below the folder's size.
+  check(memAfter.wasm_bytes - memBefore.wasm_bytes < 64 * 2 ** 20, `300-slice folder read one file at a time: wasm memory ${mb(memBefore.wasm_bytes)} → ${mb(memAfter.wasm_bytes)} MB for 150 MB of files`);
+}
+
 function sizes() {
   const wasm = readFileSync(join(www, 'pkg', 'ctxr_bg.wasm'));
   const js = readFileSync(join(www, 'pkg', 'ctxr.js'));
@@ -220,6 +319,10 @@ async function runBackend(backend, origin) {
     }
     const folderRows = await seriesCheck(page, requests);
     await exportCsv(page, list.length + folderRows);
+    if (backend === 'cpu') {
+      await corpusCheck(page, requests);
+      await bigFolderCheck(page, numbers);
+    }
     const card = await page.evaluate(() => document.querySelectorAll('#card-body svg').length);
     check(card > 0, 'model card panel draws ROC curves from the manifest');
     await page.setViewportSize({ width: 360, height: 800 });
@@ -259,6 +362,23 @@ async function runBackend(backend, origin) {
   return numbers;
 }
 
+// The page's own code: a CSP that allows scripts only from the origin (WebAssembly compilation
+// aside), no inline script or handler, no eval or Function constructor in any module.
+function staticChecks() {
+  console.log('\n# static checks');
+  const html = readFileSync(join(www, 'index.html'), 'utf8');
+  const csp = (html.match(/http-equiv="Content-Security-Policy" content="([^"]+)"/) || [])[1] || '';
+  const directive = (name) => (csp.split(';').map((d) => d.trim()).find((d) => d.startsWith(`${name} `)) || '');
+  check(/^script-src 'self' 'wasm-unsafe-eval'$/.test(directive('script-src')) && /^connect-src 'self'$/.test(directive('connect-src')) && /^default-src 'self'$/.test(directive('default-src')),
+    'CSP: scripts, connections and everything else only from the page\'s origin', csp);
+  const inline = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/g)].filter((m) => !/\bsrc=/.test(m[1]) || m[2].trim());
+  check(inline.length === 0 && !/\son[a-z]+\s*=/.test(html) && !/<style\b/.test(html) && !/\sstyle=/.test(html), 'index.html: no inline script, handler or style');
+  const js = readdirSync(www).filter((f) => f.endsWith('.js')).map((f) => [f, readFileSync(join(www, f), 'utf8')]);
+  const bad = js.filter(([, src]) => /\beval\s*\(|new\s+Function\s*\(|setTimeout\s*\(\s*['"`]/.test(src)).map(([f]) => f);
+  check(bad.length === 0, `no eval or Function constructor in ${js.length} modules`, bad.join(' '));
+}
+
+staticChecks();
 const { url, close } = await serve(www);
 const results = [];
 try {

@@ -5,6 +5,7 @@ mod common;
 
 mod analysis;
 mod cli;
+mod corpus;
 mod decoder_references;
 mod devices;
 mod gradcam;

@@ -21,3 +21,6 @@ pub fn shared_data(test: &str) -> Option<PathBuf> {
 pub fn manifest_rows(csv: &std::path::Path) -> Vec<(String, String, String, String)> {
     ctxr::data::read_manifest(csv).expect("manifest readable").into_iter().map(|s| (s.rel, s.label, s.source, s.patient_id.unwrap_or_default())).collect()
 }
+
+pub mod corpus;
+pub mod writers;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Seed the fuzz corpora: the generated hostile corpus (tests/corpus, written by
+# `cargo test --release --test integration corpus`) and, when ../shared is present, the DICOM/TIFF
+# decoder samples and the small odd inputs. The dicom target's first byte picks the framing:
+# even = the rest follows a preamble and "DICM", odd = the rest is a bare data set.
+set -euo pipefail
+cd "$(dirname "$0")"
+shared=../../shared/data
+mkdir -p corpus/decode corpus/dicom
+add() { # add FILE
+  local f=$1 name
+  name=$(basename "$f")
+  [ "$name" = expected.json ] && return
+  [ "$(stat -c %s "$f")" -le 1048576 ] || return 0
+  cp "$f" "corpus/decode/$name"
+  if [ "$(dd if="$f" bs=1 skip=128 count=4 2>/dev/null | tr -d "\\0")" = DICM ]; then
+    { printf '\x00'; tail -c +133 "$f"; } > "corpus/dicom/$name"
+  elif [[ "$name" == *.dcm || "$name" == ct-* ]]; then
+    { printf '\x01'; cat "$f"; } > "corpus/dicom/$name"
+  fi
+}
+for f in ../tests/corpus/*; do add "$f"; done
+if [ -d "$shared" ]; then
+  while IFS= read -r f; do add "$f"; done < <(find "$shared/ct/decoder-samples" "$shared/odd-inputs" -type f 2>/dev/null)
+fi
+echo "seeded: $(ls corpus/decode | wc -l) decode, $(ls corpus/dicom | wc -l) dicom"

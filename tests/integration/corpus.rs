@@ -1,0 +1,122 @@
+//! The generated hostile-input corpus (`common::corpus`) and `../shared/data/odd-inputs` through
+//! the whole path a dropped file takes — decode → gate → preprocess → classify — asserting each
+//! file's expected outcome and that nothing panics. Writes the corpus to `tests/corpus/` for the
+//! browser test.
+
+use super::common::{self, corpus};
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use ctxr::analysis::{ModelChoice, Models, Request};
+use ctxr::decode::{DecodeOptions, decode};
+use ctxr::device::BackendKind;
+use ctxr::preprocess::{PreprocessConfig, WindowChoice, preprocess};
+use ctxr::weights::Manifest;
+
+fn models() -> Models {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
+    let manifest = Manifest::parse(&std::fs::read_to_string(dir.join("manifest.json")).expect("committed manifest")).expect("manifest parses");
+    let mut m = Models::new(BackendKind::Cpu, ctxr::device::cpu(), manifest.clone());
+    for e in &manifest.models {
+        m.load(&e.id, &std::fs::read(dir.join(&e.record)).expect("committed record")).expect("committed record loads");
+    }
+    m
+}
+
+/// Analyse `bytes` as the page does (automatic model choice); `Ok(summary)` or `Err(kind)`.
+fn analyze(m: &Models, bytes: &[u8]) -> Result<String, String> {
+    match pollster::block_on(m.analyze(bytes, &Request { model: ModelChoice::Auto, ..Request::default() })) {
+        Ok((a, _)) if a.refused => Ok(format!("refused: {}", a.gate.as_ref().map(|g| g.reason.clone()).unwrap_or_default())),
+        Ok((a, _)) => Ok(format!("{} {:?}", a.model.unwrap_or_default(), a.decision.map(|d| d.label))),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.is_empty() && !msg.contains("{ ") && !msg.contains("panicked"), "plain-words message, got {msg:?}");
+            Err(e.kind().to_string())
+        }
+    }
+}
+
+#[test]
+fn corpus_files_meet_their_expected_outcomes() {
+    let cases = corpus::cases();
+    assert!(cases.len() >= 40, "the corpus holds {} files", cases.len());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    corpus::write(&dir, &cases).expect("corpus written");
+    let m = models();
+    let cfg = PreprocessConfig::new(128);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let decoded = decode(&c.bytes, &DecodeOptions::default());
+            let via_page = analyze(&m, &c.bytes);
+            (decoded, via_page)
+        }));
+        let Ok((decoded, via_page)) = outcome else {
+            failures.push(format!("{}: PANIC", c.name));
+            continue;
+        };
+        let line = match (&c.expect, decoded) {
+            (corpus::Expect::Error(kind), Err(e)) if e.kind() == *kind => match &via_page {
+                Err(k) if k == kind => Ok(format!("error {kind}: {e}")),
+                other => Err(format!("decode gave {kind} but the page path gave {other:?}")),
+            },
+            (corpus::Expect::Error(kind), Err(e)) => Err(format!("expected {kind}, got {}: {e}", e.kind())),
+            (corpus::Expect::Error(kind), Ok(img)) => Err(format!("expected {kind}, decoded {}×{}", img.width, img.height)),
+            (corpus::Expect::Image { .. }, Err(e)) => Err(format!("expected an image, got {}: {e}", e.kind())),
+            (corpus::Expect::Image { width, height, check }, Ok(img)) => {
+                if (img.width, img.height) != (*width, *height) || img.pixels.len() != (*width * *height) as usize {
+                    Err(format!("expected {width}×{height}, got {}×{}", img.width, img.height))
+                } else if let Err(why) = check(&img) {
+                    Err(format!("check failed: {why}"))
+                } else {
+                    match preprocess(&img, &cfg, WindowChoice::Auto) {
+                        Ok(p) if p.input.iter().all(|v| v.is_finite()) => match &via_page {
+                            Ok(s) => Ok(format!("image {width}×{height} → {s}")),
+                            Err(k) => Err(format!("decoded, but the page path failed with {k}")),
+                        },
+                        Ok(_) => Err("non-finite model input".into()),
+                        Err(e) => Err(format!("preprocess failed: {e}")),
+                    }
+                }
+            }
+        };
+        match line {
+            Ok(s) => eprintln!("  ok   {:<28} {s}", c.name),
+            Err(s) => {
+                eprintln!("  FAIL {:<28} {s}", c.name);
+                failures.push(format!("{} ({}): {s}", c.name, c.about));
+            }
+        }
+    }
+    eprintln!("corpus: {} files, {} failures", cases.len(), failures.len());
+    assert!(failures.is_empty(), "corpus failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn odd_inputs_survive_the_page_path() {
+    let Some(data) = common::shared_data("odd_inputs_survive_the_page_path") else { return };
+    let m = models();
+    let mut files = Vec::new();
+    let mut stack = vec![data.join("odd-inputs")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { stack.push(p) } else { files.push(p) }
+        }
+    }
+    files.sort();
+    let (mut classified, mut refused, mut errors, mut panics) = (0, 0, 0, Vec::new());
+    for f in &files {
+        let bytes = std::fs::read(f).expect("readable");
+        match catch_unwind(AssertUnwindSafe(|| analyze(&m, &bytes))) {
+            Ok(Ok(s)) if s.starts_with("refused") => refused += 1,
+            Ok(Ok(_)) => classified += 1,
+            Ok(Err(_)) => errors += 1,
+            Err(_) => panics.push(f.display().to_string()),
+        }
+    }
+    eprintln!("odd-inputs through decode → gate → preprocess → classify: {} files, {classified} classified, {refused} refused by the gate, {errors} typed errors, {} panics", files.len(), panics.len());
+    assert!(panics.is_empty(), "panicked on:\n{}", panics.join("\n"));
+    assert!(classified + refused > 100 && errors > 20, "most odd inputs are images (classified or refused with a reason), the rest typed errors");
+}
