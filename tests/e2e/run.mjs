@@ -86,18 +86,11 @@ function meanAbsDiff(a, b) {
 }
 
 async function classify(page, requests, c) {
-  const before = await page.evaluate(() => Number(document.body.dataset.results || 0));
   if (c.model) await page.selectOption('#model', c.model);
   const nReq = requests.length;
-  await page.setInputFiles('#files', c.file);
-  await page.waitForFunction((n) => Number(document.body.dataset.results || 0) > n, before, { timeout: 120000 });
+  const r = await dropFile(page, c.file);
   const during = requests.slice(nReq);
   check(during.length === 0, `${c.label}: no request between file dropped and result shown`, during.map((r) => r.url).join(' '));
-  const r = await page.evaluate(() => {
-    const cur = window.ctxr.state.current;
-    const m = document.getElementById('message');
-    return { model: cur?.r.model ?? null, refused: cur?.r.refused ?? null, label: cur?.r.prediction?.label ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.r.gate?.reason ?? null };
-  });
   if (c.model) await page.selectOption('#model', 'auto');
   const e = c.expect;
   if (e.model) check(r.model === e.model && !r.refused, `${c.label}: read by the ${e.model} model (→ ${r.label})`, JSON.stringify(r));
@@ -189,13 +182,13 @@ async function corpusCheck(page, requests) {
   const growth = [];
   for (const e of expected) {
     const m0 = await memory();
-    const r = await classifyQuiet(page, requests, buf(e.file));
+    const r = await dropFile(page, buf(e.file));
     const grew = (await memory()) - m0;
     if (grew > 0) growth.push(`${e.file} +${(grew / 2 ** 20).toFixed(0)} MB`);
     if (e.outcome === 'error') {
       const plain = /^Could not read this file: [^{}]{10,}$/.test(r.message) && !/panicked|RuntimeError|unreachable/.test(r.message);
       if (r.kind === e.kind && plain) good++; else bad.push(`${e.file}: expected ${e.kind}, got ${r.kind || r.model || 'nothing'} "${r.message}"`);
-      const v = await classifyQuiet(page, requests, valid.file);
+      const v = await dropFile(page, valid.file);
       if (v.model === 'ct' && !v.refused) survived++; else bad.push(`valid DICOM after ${e.file}: ${JSON.stringify(v)}`);
     } else if ((r.model && !r.refused) || (r.refused && r.message.length > 10)) {
       good++;
@@ -213,15 +206,16 @@ async function corpusCheck(page, requests) {
   check(survived === nErr, `hostile corpus: a valid DICOM classified after each of the ${nErr} bad files (the module survived)`, `${survived}/${nErr}`);
 }
 
-// Like classify() without per-file checks: the result, the message and the error kind.
-async function classifyQuiet(page, requests, f) {
+// Drop one file on the page and wait for its result: the model, the decision, the message shown
+// and its error kind, the gate's reason.
+async function dropFile(page, f) {
   const before = await page.evaluate(() => Number(document.body.dataset.results || 0));
   await page.setInputFiles('#files', f);
   await page.waitForFunction((n) => Number(document.body.dataset.results || 0) > n, before, { timeout: 120000 });
   return page.evaluate(() => {
     const cur = window.ctxr.state.current;
     const m = document.getElementById('message');
-    return { model: cur?.r.model ?? null, refused: cur?.r.refused ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind };
+    return { model: cur?.r.model ?? null, refused: cur?.r.refused ?? null, label: cur?.r.prediction?.label ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.r.gate?.reason ?? null };
   });
 }
 

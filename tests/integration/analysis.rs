@@ -4,21 +4,10 @@
 //! without it generated ones.
 
 use super::common;
-use ctxr::analysis::{AnalyzeError, ModelChoice, Models, Request};
+use ctxr::analysis::{AnalyzeError, ModelChoice, Request};
 use ctxr::colormap::Colormap;
-use ctxr::device::BackendKind;
 use ctxr::preprocess::WindowChoice;
-use ctxr::weights::Manifest;
 
-fn models() -> Option<Models> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
-    let manifest = Manifest::parse(&std::fs::read_to_string(dir.join("manifest.json")).ok()?).ok()?;
-    let mut m = Models::new(BackendKind::Cpu, ctxr::device::cpu(), manifest.clone());
-    for e in &manifest.models {
-        m.load(&e.id, &std::fs::read(dir.join(&e.record)).ok()?).expect("committed record loads");
-    }
-    Some(m)
-}
 
 /// An 8-bit PNG of a CT-like phantom (body, two dark lungs) at `size`².
 fn phantom_png(size: u32) -> Vec<u8> {
@@ -41,7 +30,7 @@ fn phantom_png(size: u32) -> Vec<u8> {
 
 #[test]
 fn forced_model_classifies_rewindows_and_explains() {
-    let Some(m) = models() else {
+    let Some(m) = common::committed_models() else {
         eprintln!("SKIPPED forced_model_classifies_rewindows_and_explains: no committed weights");
         return;
     };
@@ -77,7 +66,7 @@ fn forced_model_classifies_rewindows_and_explains() {
 
 #[test]
 fn bad_files_give_typed_errors() {
-    let Some(m) = models() else { return };
+    let Some(m) = common::committed_models() else { return };
     let png = phantom_png(64);
     let cases: [(&[u8], &str); 4] = [(&[], "empty"), (&png[..png.len() / 3], "malformed"), (b"%PDF-1.7\n1 0 obj\n", "not_an_image"), (b"hello, this is text\n", "text")];
     for (bytes, kind) in cases {
@@ -90,7 +79,7 @@ fn bad_files_give_typed_errors() {
 #[test]
 fn gate_routes_real_files_and_refuses_a_photo() {
     let Some(data) = common::shared_data("gate_routes_real_files_and_refuses_a_photo") else { return };
-    let Some(m) = models() else { return };
+    let Some(m) = common::committed_models() else { return };
     let run = |rel: &str| pollster::block_on(m.analyze(&std::fs::read(data.join(rel)).unwrap(), &Request::default()));
     match run("ct/decoder-samples/dicom-chest-ct/ID_0000_AGE_0060_CONTRAST_1_CT.dcm") {
         Ok((dicom, _)) => {

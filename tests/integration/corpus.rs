@@ -6,22 +6,14 @@
 use super::common::{self, corpus};
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ctxr::analysis::{ModelChoice, Models, Request};
 use ctxr::decode::{DecodeOptions, decode};
-use ctxr::device::BackendKind;
 use ctxr::preprocess::{PreprocessConfig, WindowChoice, preprocess};
-use ctxr::weights::Manifest;
 
 fn models() -> Models {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
-    let manifest = Manifest::parse(&std::fs::read_to_string(dir.join("manifest.json")).expect("committed manifest")).expect("manifest parses");
-    let mut m = Models::new(BackendKind::Cpu, ctxr::device::cpu(), manifest.clone());
-    for e in &manifest.models {
-        m.load(&e.id, &std::fs::read(dir.join(&e.record)).expect("committed record")).expect("committed record loads");
-    }
-    m
+    common::committed_models().expect("committed weights in weights/")
 }
 
 /// Analyse `bytes` as the page does (automatic model choice); `Ok(summary)` or `Err(kind)`.

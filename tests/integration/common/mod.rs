@@ -22,5 +22,16 @@ pub fn manifest_rows(csv: &std::path::Path) -> Vec<(String, String, String, Stri
     ctxr::data::read_manifest(csv).expect("manifest readable").into_iter().map(|s| (s.rel, s.label, s.source, s.patient_id.unwrap_or_default())).collect()
 }
 
+/// The committed weights (`weights/`) loaded on the CPU device, as the page loads them.
+pub fn committed_models() -> Option<ctxr::analysis::Models> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
+    let manifest = ctxr::weights::Manifest::parse(&std::fs::read_to_string(dir.join("manifest.json")).ok()?).ok()?;
+    let mut m = ctxr::analysis::Models::new(ctxr::device::BackendKind::Cpu, ctxr::device::cpu(), manifest.clone());
+    for e in &manifest.models {
+        m.load(&e.id, &std::fs::read(dir.join(&e.record)).ok()?).expect("committed record loads");
+    }
+    Some(m)
+}
+
 pub mod corpus;
 pub mod writers;
