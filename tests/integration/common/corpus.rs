@@ -284,23 +284,15 @@ pub fn cases() -> Vec<Case> {
         },
         about: "MONOCHROME1 radiograph",
     });
-    let mut lut_item = encode(&[us(0x0028, 0x3002, 4, false), text(0x0028, 0x3003, "LO", "NORMAL"), el(0x0028, 0x3006, "OW", [0u16, 100, 200, 4095].iter().flat_map(|v| v.to_le_bytes()).collect())], true, false);
-    let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
-    item.extend_from_slice(&(lut_item.len() as u32).to_le_bytes());
-    item.append(&mut lut_item);
+    let item = sequence_item(&encode(&[us(0x0028, 0x3002, 4, false), text(0x0028, 0x3003, "LO", "NORMAL"), el(0x0028, 0x3006, "OW", [0u16, 100, 200, 4095].iter().flat_map(|v| v.to_le_bytes()).collect())], true, false));
     c2.push(Case {
         name: "ct-voi-lut.dcm".into(),
         bytes: ct_dicom(EXPLICIT_LE, "MONOCHROME2", "1", "0", vec![el(0x0028, 0x3010, "SQ", item)]),
         expect: Expect::Image { width: N, height: N, check: |i| { check_phantom_hu(i)?; ok(i.dicom.as_ref().is_some_and(|d| d.has_voi_lut_sequence), "VOI LUT Sequence noticed") } },
         about: "CT with a VOI LUT Sequence",
     });
-    let mut lie_item = encode(&[us(0x0028, 0x3002, 4, false), el(0x0028, 0x3006, "OW", vec![0; 8])], true, false);
-    if let Some(b) = lie_item.get_mut(18..22) {
-        b.copy_from_slice(&0x7FFF_0000u32.to_le_bytes());
-    }
-    let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
-    item.extend_from_slice(&(lie_item.len() as u32).to_le_bytes());
-    item.append(&mut lie_item);
+    let lying_data = El { length_override: Some(0x7FFF_0000), ..el(0x0028, 0x3006, "OW", vec![0; 8]) };
+    let item = sequence_item(&encode(&[us(0x0028, 0x3002, 4, false), lying_data], true, false));
     c2.push(Case {
         name: "ct-lut-lying-length.dcm".into(),
         bytes: ct_dicom(EXPLICIT_LE, "MONOCHROME2", "1", "0", vec![el(0x0028, 0x3010, "SQ", item)]),

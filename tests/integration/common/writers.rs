@@ -264,6 +264,14 @@ fn long_vr(vr: &[u8; 2]) -> bool {
     matches!(vr, b"OB" | b"OW" | b"OF" | b"OD" | b"OL" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR")
 }
 
+/// One defined-length sequence item (FFFE,E000) holding `content`, little endian.
+pub fn sequence_item(content: &[u8]) -> Vec<u8> {
+    let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+    item.extend_from_slice(&(content.len() as u32).to_le_bytes());
+    item.extend_from_slice(content);
+    item
+}
+
 /// Encode elements (sorted by tag) in the given transfer syntax's encoding.
 pub fn encode(els: &[El], explicit: bool, be: bool) -> Vec<u8> {
     let mut els = els.to_vec();
