@@ -218,7 +218,7 @@ mod tests {
     fn export_mapping_greys_the_content_not_the_bars() {
         let size = 32;
         // Black bars on rows 0..8 and 24..32; content: a black (lung) and white checkerboard.
-        let src: Vec<u8> = (0..size * size).map(|i| if !(8..24).contains(&(i / size)) { 0 } else if (i + i / size) % 2 == 0 { 0 } else { 255 }).collect();
+        let src: Vec<u8> = (0..size * size).map(|i| if (8..24).contains(&(i / size)) && (i + i / size) % 2 == 1 { 255 } else { 0 }).collect();
         let cfg = AugmentConfig { squeeze_prob: 0.0, flip: false, rotation_deg: 0.0, scale_min: 1.0, shift: 0.0, contrast_min: 1.0, contrast_max: 1.0, gamma_max: 2.0, export_prob: 1.0, ..AugmentConfig::default() };
         let mut out = vec![0.0; size * size];
         augment(&src, size, &cfg, &mut Rng::new(5), &mut out);
