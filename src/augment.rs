@@ -101,20 +101,17 @@ pub fn augment(src: &[u8], size: usize, cfg: &AugmentConfig, rng: &mut Rng, out:
     // With the circle, the source's black background (air outside the body in a lung window)
     // takes the same grey: exporters differ in the level they give it.
     let background = if fov.is_some() { 8 } else { 0 };
-    let levels = export_mapping(cfg, rng);
-    let content = content_box(src, size);
+    let export = export_mapping(cfg, rng).map(|levels| (levels, content_box(src, size)));
     let get = |x: i64, y: i64| -> f32 {
         if x < 0 || y < 0 || x >= size as i64 || y >= size as i64 {
             return outside;
         }
         let (x, y) = (x as usize, y as usize);
         let v = src[y * size + x];
-        if v < background {
-            outside
-        } else if content.contains(x, y) {
-            levels[v as usize]
-        } else {
-            v as f32 / 255.0
+        match &export {
+            _ if v < background => outside,
+            Some((levels, content)) if content.contains(x, y) => levels[v as usize],
+            _ => v as f32 / 255.0,
         }
     };
     let mut sum = 0.0f32;
@@ -144,12 +141,15 @@ pub fn augment(src: &[u8], size: usize, cfg: &AugmentConfig, rng: &mut Rng, out:
     }
 }
 
-/// The grey-level table of one export mapping (identity when it is off). Draws from `rng`
-/// only for what is enabled, so that recipes without it keep their random sequence.
-fn export_mapping(cfg: &AugmentConfig, rng: &mut Rng) -> [f32; 256] {
+/// The grey-level table of one export mapping, `None` when the recipe has none. Draws from
+/// `rng` only for what is enabled, so that recipes without it keep their random sequence.
+fn export_mapping(cfg: &AugmentConfig, rng: &mut Rng) -> Option<[f32; 256]> {
+    if cfg.gamma_max <= 1.0 && cfg.export_prob <= 0.0 {
+        return None;
+    }
     let gamma = if cfg.gamma_max > 1.0 { rng.range(-cfg.gamma_max.ln(), cfg.gamma_max.ln()).exp() } else { 1.0 };
     let (lo, hi) = if cfg.export_prob > 0.0 && rng.unit() < cfg.export_prob { (rng.range(0.0, 0.35), rng.range(0.65, 1.0)) } else { (0.0, 1.0) };
-    std::array::from_fn(|v| lo + (hi - lo) * (v as f32 / 255.0).powf(gamma))
+    Some(std::array::from_fn(|v| lo + (hi - lo) * (v as f32 / 255.0).powf(gamma)))
 }
 
 /// Rows and columns of the image inside its letterbox bars (all-black outer rows/columns).

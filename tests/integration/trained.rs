@@ -1,9 +1,9 @@
 //! The committed weights: a handful of real held-out images of each class (the first five in
 //! manifest order of the shipped model's held-out fold) are classified as their label, and the
-//! gate accepts them and routes them to the right model. The positive class (COVID) is judged
-//! at the stored operating point, chosen for 95 % sensitivity; the other classes by the
-//! model's likelier class, since at that operating point they are called COVID as often as
-//! its stored validation specificity says (0.40 for the CT model: 2 of 5 expected).
+//! gate accepts them and routes them to the right model, at the stored operating point (chosen
+//! for 95 % sensitivity of COVID). Where that operating point's stored validation specificity
+//! is below 0.8, the other classes are judged by the model's likelier class instead: at the CT
+//! model's (0.40) only 2 of 5 non-COVID slices are expected to stay non-COVID.
 
 use super::common;
 use ctxr::classifier::Classifier;
@@ -44,7 +44,7 @@ fn committed_weights_classify_held_out_images() {
         for (ci, class) in clf.entry.classes.iter().enumerate() {
             let picks: Vec<_> = plan.pool.iter().zip(&folds).filter(|(s, f)| **f == 0 && s.label == *class).map(|(s, _)| s).take(5).collect();
             assert_eq!(picks.len(), 5, "{id}/{class}: five held-out images");
-            let positive = *class == op.positive_class;
+            let at_operating_point = *class == op.positive_class || op.validation_specificity >= 0.8;
             let mut right = 0;
             for s in &picks {
                 let bytes = std::fs::read(&s.path).unwrap();
@@ -52,8 +52,8 @@ fn committed_weights_classify_held_out_images() {
                 let pred = pollster::block_on(clf.predict(&p)).unwrap();
                 let probs: Vec<f64> = pred.probabilities.iter().map(|&v| v as f64).collect();
                 let at_op = op.decide(&probs, &clf.entry.classes);
-                let likelier = (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap();
-                let d = if positive { at_op } else { likelier };
+                let likelier = ctxr::classifier::argmax(&pred.probabilities);
+                let d = if at_operating_point { at_op } else { likelier };
                 eprintln!("{id} {class:<10} {:<60} → {} at the operating point, {} by arg-max {:?}", s.rel, clf.entry.classes[at_op], clf.entry.classes[likelier], pred.probabilities);
                 right += usize::from(d == ci);
                 if let Some(g) = &gate {
@@ -63,7 +63,7 @@ fn committed_weights_classify_held_out_images() {
                 }
                 checked += 1;
             }
-            let rule = if positive { "at the operating point" } else { "by arg-max" };
+            let rule = if at_operating_point { "at the operating point" } else { "by arg-max" };
             assert!(right >= 4, "{id}/{class}: only {right} of 5 held-out images classified as {class} {rule}");
         }
     }
