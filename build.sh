@@ -2,12 +2,16 @@
 # build.sh — the one entry point. Idempotent; installs what is missing from the package
 # registries (Debian, crates.io, npm) and never downloads a browser or toolchain elsewhere.
 #
-#   ./build.sh          build the web app: wasm (release) + wasm-bindgen + wasm-opt → www/pkg,
-#                       weights → www/weights
+#   ./build.sh          build the web app: the `ctxr-web` crate to wasm (release) + wasm-bindgen +
+#                       wasm-opt → www/pkg, weights → www/weights
 #   ./build.sh serve    build, then serve www/ on http://127.0.0.1:${PORT:-8080}/
-#   ./build.sh test     cargo test (release), then the browser tests (Chromium, WebGPU and CPU)
+#   ./build.sh lint     rustfmt --check, clippy (native and wasm32) with warnings denied
+#   ./build.sh test     lint, the hostile corpus (`ctxr corpus`), cargo test (release), then the
+#                       browser tests (Chromium, WebGPU and CPU)
 #
 # With CI=true the wasm is built with a leaner profile (no LTO, no wasm-opt) to fit CI's time.
+# With CTXR_REQUIRE_DATA=1 (set by .ci/run) a test that needs ../shared or a wgpu adapter fails
+# when they are absent instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,11 +35,15 @@ apt_install() {
   fi
 }
 
-wasm_toolchain() {
+wasm_target() {
   if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     log "rustup target add wasm32-unknown-unknown"
     rustup target add wasm32-unknown-unknown
   fi
+}
+
+wasm_toolchain() {
+  wasm_target
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
     log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
@@ -60,11 +68,11 @@ build_web() {
   node_deps
   local profile=wasm-release
   [ "${CI:-}" = "true" ] && profile=wasm-ci
-  log "cargo build --target wasm32-unknown-unknown --profile $profile"
-  cargo build --lib --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features wgpu
+  log "cargo build -p ctxr-web --target wasm32-unknown-unknown --profile $profile"
+  cargo build -p ctxr-web --lib --target wasm32-unknown-unknown --profile "$profile"
   rm -rf www/pkg && mkdir -p www/pkg
   log "wasm-bindgen --target web → www/pkg"
-  wasm-bindgen --target web --no-typescript --out-dir www/pkg "target/wasm32-unknown-unknown/$profile/ctxr.wasm"
+  wasm-bindgen --target web --no-typescript --out-name ctxr --out-dir www/pkg "target/wasm32-unknown-unknown/$profile/ctxr_web.wasm"
   if [ "$profile" = wasm-release ] && [ -x node_modules/.bin/wasm-opt ]; then
     log "wasm-opt -O3 (binaryen $BINARYEN_VERSION from npm; Debian's binaryen breaks the module)"
     node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
@@ -82,12 +90,30 @@ test_deps() {
   apt_install mesa-vulkan-drivers libvulkan1 chromium
 }
 
+lint() {
+  wasm_target
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || { log "rustup component add $c"; rustup component add "$c"; }
+  done
+  log "cargo fmt --check"
+  cargo fmt --all --check
+  log "cargo clippy (native: every crate, every target)"
+  cargo clippy --workspace --all-targets -- -D warnings
+  log "cargo clippy (wasm32: the core and the web façade, as the browser builds them)"
+  cargo clippy -p ctxr -p ctxr-web --target wasm32-unknown-unknown -- -D warnings
+  # The training step is in the core so that the page can adapt models: it must build for wasm.
+  cargo clippy -p ctxr --features train --target wasm32-unknown-unknown -- -D warnings
+}
+
 run_tests() {
   test_deps
   # The Vulkan loader complains on every adapter probe without a runtime dir.
   if [ -z "${XDG_RUNTIME_DIR:-}" ]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi
+  lint
+  log "hostile-input corpus → tests/corpus (ctxr corpus)"
+  cargo run --release -q -p ctxr-lab --bin ctxr -- corpus --out tests/corpus
   log "cargo test --release"
-  cargo test --release --all-targets
+  cargo test --release --workspace --all-targets
   build_web
   log "browser tests (tests/e2e)"
   node tests/e2e/run.mjs
@@ -96,6 +122,7 @@ run_tests() {
 case "${1:-build}" in
   build) build_web ;;
   serve) build_web; node tests/e2e/server.mjs www "${PORT:-8080}" ;;
+  lint) lint ;;
   test) run_tests ;;
-  *) echo "usage: $0 [build|serve|test]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|serve|lint|test]" >&2; exit 2 ;;
 esac

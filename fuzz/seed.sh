@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seed the fuzz corpora: the generated hostile corpus (tests/corpus, written by
-# `cargo test --release --test integration corpus`) and, when ../shared is present, the DICOM/TIFF
+# `cargo run --release -p ctxr-lab -- corpus`) and, when ../shared is present, the DICOM/TIFF
 # decoder samples and the small odd inputs. The dicom target's first byte picks the framing:
 # even = the rest follows a preamble and "DICM", odd = the rest is a bare data set.
 set -euo pipefail

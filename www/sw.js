@@ -2,8 +2,12 @@
 // shell, the wasm build and the weights (same origin only); afterwards every same-origin GET
 // goes to the network first (so a new deployment is picked up) and falls back to the cache
 // when offline. Requests to other origins are never made or answered.
-const CACHE = 'ctxr-v1';
-const SHELL = ['./', 'index.html', 'app.js', 'card.js', 'worker.js', 'style.css', 'pkg/ctxr.js', 'pkg/ctxr_bg.wasm', 'weights/manifest.json'];
+const CACHE = 'ctxr-v2';
+const SHELL = [
+  './', 'index.html', 'style.css',
+  'main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'card.js', 'worker.js',
+  'pkg/ctxr.js', 'pkg/ctxr_bg.wasm', 'weights/manifest.json',
+];
 
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {

@@ -1,8 +1,12 @@
-// worker.js — runs the model off the main thread. It fetches the manifest and the weights
+// worker.js — one job: run the model off the main thread. It fetches the manifest and the weights
 // (same origin, cached by the service worker), starts the wasm engine on the faster of
 // WebGPU and the CPU (measured, unless the page asks for one), and answers the page's
-// requests one at a time: {id, op, ...} → {id, ok, result | error}.
-import init, { Engine, version } from './pkg/ctxr.js';
+// requests one at a time: {id, op, ...} → {id, ok, result | error}. Its `init` reply carries
+// the engine's page constants (file-size limit, window presets, colour maps), so the page
+// repeats none of them.
+import init, * as ctxr from './pkg/ctxr.js';
+
+const { Engine, version } = ctxr;
 
 let engine = null;
 let manifest = null;
@@ -90,6 +94,10 @@ const ops = {
   async init({ backend = 'auto' }) {
     const t0 = performance.now();
     wasm = await init();
+    if (typeof ctxr.page_constants !== 'function') {
+      throw { kind: 'internal', message: 'this build of the engine has no page_constants(): rebuild www/pkg' };
+    }
+    const constants = ctxr.page_constants();
     if (!records) await loadAll((got, total) => post({ type: 'progress', got, total }));
     if (engine) { engine.free(); engine = null; }
     choice = await choose(backend);
@@ -101,6 +109,7 @@ const ops = {
       loaded: engine.loaded(),
       version: version(),
       manifest: manifest.json,
+      constants,
       startup_ms: performance.now() - t0,
     };
   },

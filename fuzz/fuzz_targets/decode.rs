@@ -3,7 +3,7 @@
 #![no_main]
 
 use ctxr::decode::{DecodeOptions, Limits, decode_frame};
-use ctxr::preprocess::{PreprocessConfig, WindowChoice, preprocess};
+use ctxr::imaging::{PreprocessConfig, WindowChoice, preprocess};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,9 @@
 // broken file's readable error and that the next file still works, the Grad-CAM overlay, the
 // CSV export, and every request: all same-origin, and none while a file is being classified.
 // On the CPU run it also drops the generated hostile corpus (tests/corpus) and a 300-slice folder.
-// It prints sizes and timings per backend and ends with "N passed, N failed".
+// It waits on the page's test hooks (globalThis.ctxrHooks, www/hooks.js), checks that the page's
+// ES modules are served, precached and loaded, and that its menus come from the engine's
+// page_constants(). It prints sizes and timings per backend and ends with "N passed, N failed".
 import { chromium } from 'playwright-core';
 import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -99,18 +101,22 @@ async function classify(page, requests, c) {
   return r;
 }
 
-const heatmaps = (page) => page.evaluate(() => Number(document.body.dataset.heatmaps || 0));
+// The page reports what it has done in one read-only object, globalThis.ctxrHooks (www/hooks.js):
+// the tests wait on its counters and read its state, never the DOM's data attributes.
+const hook = (page, name) => page.evaluate((name) => globalThis.ctxrHooks?.[name] ?? null, name);
+const heatmaps = async (page) => (await hook(page, 'heatmaps')) ?? 0;
+const ENGINE_SETTLED = () => ['ready', 'error'].includes(globalThis.ctxrHooks?.state);
 
 // Choose `value` in a heatmap control and wait for the redrawn overlay (no change, no redraw).
 async function choose(page, selector, value) {
   if ((await page.inputValue(selector)) === value) return;
   const n = await heatmaps(page);
   await page.selectOption(selector, value);
-  await page.waitForFunction((n) => Number(document.body.dataset.heatmaps || 0) > n, n, { timeout: 120000 });
+  await page.waitForFunction((n) => globalThis.ctxrHooks.heatmaps > n, n, { timeout: 120000 });
 }
 
 async function heatmapChecks(page, heatmapsBefore) {
-  await page.waitForFunction((n) => Number(document.body.dataset.heatmaps || 0) > n, heatmapsBefore, { timeout: 120000 });
+  await page.waitForFunction((n) => globalThis.ctxrHooks.heatmaps > n, heatmapsBefore, { timeout: 120000 });
   const original = await canvasPixels(page, 'original');
   const overlays = [];
   for (const cls of ['0', '1']) {
@@ -138,19 +144,22 @@ async function seriesCheck(page, requests) {
     model = 'ct';
   }
   const n = readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile()).length;
-  const done = await page.evaluate(() => Number(document.body.dataset.done || 0));
+  const done = await hook(page, 'done');
   await page.selectOption('#model', model);
   const nReq = requests.length;
   await page.setInputFiles('#folder', dir);
-  await page.waitForFunction((want) => Number(document.body.dataset.done || 0) >= want, done + n, { timeout: 300000 });
+  await page.waitForFunction((want) => globalThis.ctxrHooks.done >= want, done + n, { timeout: 300000 });
   await page.selectOption('#model', 'auto');
   check(requests.length === nReq, `folder of ${n} files: no request while classifying`);
   const series = await page.evaluate(() => [...document.querySelectorAll('#series-list .series')].map((e) => ({
-    slices: Number(e.dataset.slices), max: Number(e.dataset.max), mean: Number(e.dataset.mean), thumbs: e.querySelectorAll('canvas').length,
+    slices: Number(e.dataset.slices), max: Number(e.dataset.max), mean: Number(e.dataset.mean), positive: e.dataset.positive, thumbs: e.querySelectorAll('canvas').length,
   })));
   const s = series[0];
   check(series.length === 1 && s.slices >= 2 && s.max >= s.mean && s.mean > 0 && s.thumbs === Math.min(5, s.slices),
     `folder gives one series score with its top slices (${s ? `${s.slices} slices, max ${s.max.toFixed(3)}, mean ${s.mean.toFixed(3)}` : 'none'})`, JSON.stringify(series));
+  const ct = JSON.parse(readFileSync(join(www, 'weights', 'manifest.json'), 'utf8')).models.find((m) => m.id === 'ct');
+  const want = ct?.operating_point?.positive_class;
+  check(s && want && s.positive === want, `series scored on the decision rule's positive class (${s?.positive})`, `manifest says ${want}`);
   return n;
 }
 
@@ -162,13 +171,13 @@ async function exportCsv(page, n) {
   check(/,error,/.test(text) && /,refused,|,ok,/.test(text), 'CSV records errors and results');
 }
 
-// The generated hostile corpus (tests/corpus, written by `cargo test`): every file gives its
+// The generated hostile corpus (tests/corpus, written by `ctxr corpus`): every file gives its
 // expected outcome — a typed error in plain words, or an image classified or refused with a
 // reason — and after every bad file a valid one still classifies (the module survived).
 async function corpusCheck(page, requests) {
   const dir = join(root, 'tests', 'corpus');
   if (!existsSync(join(dir, 'expected.json'))) {
-    check(false, 'hostile corpus present', `${dir}/expected.json missing: run \`cargo test --release --test integration corpus\` first`);
+    check(false, 'hostile corpus present', `${dir}/expected.json missing: run \`cargo run --release --bin ctxr -- corpus\` first`);
     return;
   }
   const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8'));
@@ -177,7 +186,7 @@ async function corpusCheck(page, requests) {
   const bad = [];
   let good = 0;
   let survived = 0;
-  const memory = async () => (await page.evaluate(() => window.ctxr.call('memory'))).wasm_bytes;
+  const memory = async () => (await page.evaluate(() => globalThis.ctxrHooks.call('memory'))).wasm_bytes;
   const memStart = await memory();
   const growth = [];
   for (const e of expected) {
@@ -209,13 +218,13 @@ async function corpusCheck(page, requests) {
 // Drop one file on the page and wait for its result: the model, the decision, the message shown
 // and its error kind, the gate's reason.
 async function dropFile(page, f) {
-  const before = await page.evaluate(() => Number(document.body.dataset.results || 0));
+  const before = await hook(page, 'results');
   await page.setInputFiles('#files', f);
-  await page.waitForFunction((n) => Number(document.body.dataset.results || 0) > n, before, { timeout: 120000 });
+  await page.waitForFunction((n) => globalThis.ctxrHooks.results > n, before, { timeout: 120000 });
   return page.evaluate(() => {
-    const cur = window.ctxr.state.current;
+    const cur = globalThis.ctxrHooks.current;
     const m = document.getElementById('message');
-    return { model: cur?.r.model ?? null, refused: cur?.r.refused ?? null, label: cur?.r.prediction?.label ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.r.gate?.reason ?? null };
+    return { model: cur?.model ?? null, refused: cur?.refused ?? null, label: cur?.label ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.gate ?? null };
   });
 }
 
@@ -234,21 +243,21 @@ async function bigFolderCheck(page, numbers) {
   const dir = mkdtempSync(join(tmpdir(), 'ctxr-300-'));
   const hu = phantomHu(512);
   for (let i = 0; i < n; i++) writeFileSync(join(dir, `slice-${String(i).padStart(3, '0')}.tif`), tiff16(512, 512, Array.from(hu, (v) => v + 1024 + (i % 7))));
-  const done = await page.evaluate(() => Number(document.body.dataset.done || 0));
-  const memBefore = await page.evaluate(() => window.ctxr.call('memory'));
+  const done = await hook(page, 'done');
+  const memBefore = await page.evaluate(() => globalThis.ctxrHooks.call('memory'));
   await page.selectOption('#model', 'ct');
   let peakRss = chromiumRssKb();
   const sampler = setInterval(() => { peakRss = Math.max(peakRss, chromiumRssKb()); }, 250);
   const t0 = Date.now();
   try {
     await page.setInputFiles('#folder', dir);
-    await page.waitForFunction((want) => Number(document.body.dataset.done || 0) >= want, done + n, { timeout: 600000, polling: 500 });
+    await page.waitForFunction((want) => globalThis.ctxrHooks.done >= want, done + n, { timeout: 600000, polling: 500 });
   } finally {
     clearInterval(sampler);
     await page.selectOption('#model', 'auto');
     rmSync(dir, { recursive: true, force: true });
   }
-  const memAfter = await page.evaluate(() => window.ctxr.call('memory'));
+  const memAfter = await page.evaluate(() => globalThis.ctxrHooks.call('memory'));
   const mb = (b) => (b / 2 ** 20).toFixed(1);
   numbers.folder_300_seconds = (Date.now() - t0) / 1000;
   numbers.folder_300_wasm_peak_mb = Number(mb(memAfter.wasm_bytes));
@@ -281,11 +290,27 @@ async function runBackend(backend, origin) {
   try {
     const t0 = Date.now();
     await page.goto(`${origin}index.html?backend=${backend === 'webgpu' ? 'webgpu' : 'auto'}`);
-    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 300000 });
-    const shown = await page.evaluate(() => ({ backend: document.body.dataset.backend, how: document.getElementById('backend-how').textContent, state: document.body.dataset.state }));
+    await page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+    const shown = await page.evaluate(() => ({ backend: globalThis.ctxrHooks.backend, how: document.getElementById('backend-how').textContent, state: globalThis.ctxrHooks.state }));
     if (!check(shown.state === 'ready' && shown.backend === backend, `engine started on ${backend}`, JSON.stringify(shown))) return numbers;
     if (backend === 'cpu') check(/not available|failed to start/.test(shown.how), `CPU fallback says why ${shown.how}`, shown.how);
-    await page.waitForFunction(() => document.body.dataset.sw === 'ready', null, { timeout: 120000 });
+    // The modules main.js imports (worker.js is proven by the engine having started).
+    const fetched = new Set([...requests.map((r) => r.url), ...(await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name)))]);
+    const imported = PAGE_MODULES.filter((f) => f !== 'worker.js');
+    const notLoaded = imported.filter((f) => !fetched.has(`${origin}${f}`));
+    check(notLoaded.length === 0, `the page loaded its ${imported.length} modules from ${origin}`, `missing: ${notLoaded.join(' ')}`);
+    // The page repeats none of the engine's constants: the menus are built from page_constants().
+    const menus = await page.evaluate(() => ({
+      constants: globalThis.ctxrHooks.constants,
+      presets: [...document.querySelectorAll('#window-preset option')].map((o) => o.value),
+      cmaps: [...document.querySelectorAll('#cam-cmap option')].map((o) => o.value),
+    }));
+    const k = menus.constants;
+    check(k && k.max_file_bytes > 0 && k.display_max_side > 0 && Array.isArray(k.window_presets) && Array.isArray(k.backends) && k.backends.includes(backend),
+      `the engine's page constants reached the page (file limit ${k ? (k.max_file_bytes / 2 ** 20).toFixed(0) : '?'} MB, backends ${k?.backends})`, JSON.stringify(k));
+    check(k && JSON.stringify(menus.presets) === JSON.stringify(['auto', ...k.window_presets.map((p) => p.id), 'file', 'custom'])
+      && JSON.stringify(menus.cmaps) === JSON.stringify(k.colormaps), 'window presets and colour maps come from the engine\'s constants', JSON.stringify(menus));
+    await page.waitForFunction(() => globalThis.ctxrHooks.sw === 'ready', null, { timeout: 120000 });
     const list = cases();
     let first = true;
     for (const c of list) {
@@ -297,13 +322,18 @@ async function runBackend(backend, origin) {
         check(false, `${c.label}: classified`, e.message);
         continue;
       }
-      if (first) { numbers.cold_start_to_first_result_ms = Date.now() - t0; first = false; }
+      if (first) {
+        numbers.cold_start_to_first_result_ms = Date.now() - t0;
+        first = false;
+        const timings = await page.evaluate(() => document.getElementById('timings').textContent);
+        if (r.model) check(timings.startsWith(backend === 'webgpu' ? 'WebGPU · ' : 'CPU · '), `the result names the engine that ran it (${backend})`, timings);
+      }
       if (c.heatmap && r.model) {
         await heatmapChecks(page, heatmapsBefore);
-        numbers.inference_median_ms = median(await page.evaluate(() => window.ctxr.call('time', { runs: 20 })));
+        numbers.inference_median_ms = median(await page.evaluate(() => globalThis.ctxrHooks.call('time', { runs: 20 })));
         const cams = await page.evaluate(async () => {
           const v = [];
-          for (let i = 0; i < 5; i++) v.push((await window.ctxr.call('explain', { cls: 1, layer: 4, colormap: 'viridis' })).ms);
+          for (let i = 0; i < 5; i++) v.push((await globalThis.ctxrHooks.call('explain', { cls: 1, layer: 4, colormap: 'viridis' })).ms);
           return v;
         });
         numbers.gradcam_median_ms = median(cams);
@@ -331,8 +361,8 @@ async function runBackend(backend, origin) {
     // Offline after the first visit: the service worker serves the shell, wasm and weights.
     await context.setOffline(true);
     await page.reload();
-    await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 300000 });
-    const offline = await page.evaluate(() => document.body.dataset.state);
+    await page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+    const offline = await hook(page, 'state');
     if (check(offline === 'ready', 'page starts again with the network off (service worker cache)', offline)) {
       const c = list.find((x) => x.heatmap);
       await classify(page, requests, { ...c, label: `offline: ${c.label}` });
@@ -341,10 +371,10 @@ async function runBackend(backend, origin) {
     if (backend === 'webgpu') {
       // Automatic choice: both backends are timed and the faster is kept.
       await page.goto(`${origin}index.html?backend=auto`);
-      await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 300000 });
+      await page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
       const how = await page.evaluate(() => document.getElementById('backend-how').textContent);
       check(/measured/.test(how) && /WebGPU [\d.]+ ms/.test(how) && /CPU [\d.]+ ms/.test(how), 'automatic choice measures both backends', how);
-      numbers.auto_choice = `${await page.evaluate(() => document.body.dataset.backend)} ${how}`;
+      numbers.auto_choice = `${await hook(page, 'backend')} ${how}`;
     }
     const origins = new Set(requests.map((r) => (r.url.startsWith('data:') || r.url.startsWith('blob:') ? origin : new URL(r.url).origin + '/')));
     check(origins.size === 1 && origins.has(origin), `all ${requests.length} requests went to ${origin}`, [...origins].join(' '));
@@ -372,10 +402,54 @@ function staticChecks() {
   check(bad.length === 0, `no eval or Function constructor in ${js.length} modules`, bad.join(' '));
 }
 
+// The page is small ES modules (www/*.js), each opening with a comment on its one job: index.html
+// loads main.js as its only entry, the service worker precaches every module, and the server
+// serves each as JavaScript.
+const PAGE_MODULES = ['main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'card.js', 'worker.js'];
+async function moduleChecks(origin) {
+  console.log('\n# page modules');
+  const html = readFileSync(join(www, 'index.html'), 'utf8');
+  const scripts = [...html.matchAll(/<script\b([^>]*)>/g)].map((m) => m[1]);
+  check(scripts.length === 1 && /type="module"/.test(scripts[0]) && /src="main\.js"/.test(scripts[0]), 'index.html loads main.js as its only (module) script', scripts.join(' | '));
+  // The modules reachable from the two entries (main.js, and worker.js which the page starts).
+  const reached = new Set();
+  const visit = (f) => {
+    if (reached.has(f) || !existsSync(join(www, f))) return;
+    reached.add(f);
+    const src = readFileSync(join(www, f), 'utf8');
+    for (const m of src.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'";]*?['"]\.\/([\w.-]+\.js)['"]/g)) visit(m[1]);
+  };
+  visit('main.js');
+  visit('worker.js');
+  check(JSON.stringify([...reached].sort()) === JSON.stringify([...PAGE_MODULES].sort()), `the page's modules are ${PAGE_MODULES.join(', ')}`, [...reached].sort().join(' '));
+  // Any other .js in www/ (but the service worker) may hold only comments: JSDoc typedefs (types.js).
+  const codeOnly = (src) => src.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '').replace(/export\s*\{\s*\}\s*;?/g, '').trim();
+  const dead = readdirSync(www).filter((f) => f.endsWith('.js') && f !== 'sw.js' && !reached.has(f) && codeOnly(readFileSync(join(www, f), 'utf8')));
+  check(dead.length === 0, 'no module in www/ that the page does not load (type-only files aside)', dead.join(' '));
+  const sw = readFileSync(join(www, 'sw.js'), 'utf8');
+  const shell = (sw.match(/const SHELL = \[([\s\S]*?)\];/) || [])[1] || '';
+  const listed = [...shell.matchAll(/'([^']+)'/g)].map((m) => m[1]);
+  const missing = PAGE_MODULES.filter((f) => !listed.includes(f));
+  const stale = listed.filter((f) => f.endsWith('.js') && !f.startsWith('pkg/') && !PAGE_MODULES.includes(f));
+  check(missing.length === 0 && stale.length === 0, 'the service worker precaches every page module and no other', `missing ${missing.join(' ')}; not in www: ${stale.join(' ')}`);
+  const undocumented = PAGE_MODULES.filter((f) => !/^\s*(\/\/|\/\*\*?)[\s*]*\S+\.js — one job: /.test(readFileSync(join(www, f), 'utf8')));
+  check(undocumented.length === 0, 'each page module opens with a comment saying its one job', undocumented.join(' '));
+  const bad = [];
+  for (const f of [...PAGE_MODULES, 'sw.js']) {
+    const res = await fetch(new URL(f, origin));
+    const type = res.headers.get('content-type') || '';
+    if (!res.ok || !type.startsWith('text/javascript')) bad.push(`${f}: HTTP ${res.status} ${type}`);
+  }
+  const gone = await fetch(new URL('app.js', origin));
+  if (gone.status !== 404) bad.push(`app.js: HTTP ${gone.status} (should be gone)`);
+  check(bad.length === 0, `the server serves all ${PAGE_MODULES.length} page modules as JavaScript (and no app.js)`, bad.join(' | '));
+}
+
 staticChecks();
 const { url, close } = await serve(www);
 const results = [];
 try {
+  await moduleChecks(url);
   const s = sizes();
   console.log(`sizes: wasm ${s.wasm} B (gzip ${s.wasm_gzip}), glue JS ${s.glue_js} B, weights ${s.weights} B (gzip ${s.weights_gzip})`);
   for (const backend of ['webgpu', 'cpu']) results.push({ ...(await runBackend(backend, url)), ...s });

@@ -4,10 +4,11 @@
 //! without it generated ones.
 
 use super::common;
-use ctxr::analysis::{AnalyzeError, ModelChoice, Request};
-use ctxr::colormap::Colormap;
-use ctxr::preprocess::WindowChoice;
-
+use ctxr::explain::Colormap;
+use ctxr::imaging::WindowChoice;
+use ctxr::infer::analysis::ModelChoice;
+use ctxr::infer::{AnalyzeError, Request, VerdictSource};
+use ctxr::model::ModelId;
 
 /// An 8-bit PNG of a CT-like phantom (body, two dark lungs) at `size`².
 fn phantom_png(size: u32) -> Vec<u8> {
@@ -30,16 +31,17 @@ fn phantom_png(size: u32) -> Vec<u8> {
 
 #[test]
 fn forced_model_classifies_rewindows_and_explains() {
-    let Some(m) = common::committed_models() else {
-        eprintln!("SKIPPED forced_model_classifies_rewindows_and_explains: no committed weights");
-        return;
-    };
-    let Some(model) = ["ct", "cxr"].into_iter().find(|id| m.classifier(id).is_ok()) else { return };
-    let choice = if model == "ct" { ModelChoice::Ct } else { ModelChoice::Cxr };
+    let m = common::committed_models();
+    for (model, choice) in [(ModelId::Ct, ModelChoice::Ct), (ModelId::Cxr, ModelChoice::Cxr)] {
+        forced_model_case(&m, model, choice);
+    }
+}
+
+fn forced_model_case(m: &ctxr::infer::Models, model: ModelId, choice: ModelChoice) {
     let bytes = phantom_png(300);
     let (a, mut cur) = pollster::block_on(m.analyze(&bytes, &Request { model: choice, ..Request::default() })).unwrap();
     assert!(!a.refused && a.gate.is_none(), "a chosen model skips the gate");
-    assert_eq!(a.model.as_deref(), Some(model));
+    assert_eq!(a.model, Some(model));
     let p = a.prediction.as_ref().unwrap();
     assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     assert_eq!((a.display_width, a.display_height), (300, 300));
@@ -66,9 +68,10 @@ fn forced_model_classifies_rewindows_and_explains() {
 
 #[test]
 fn bad_files_give_typed_errors() {
-    let Some(m) = common::committed_models() else { return };
+    let m = common::committed_models();
     let png = phantom_png(64);
-    let cases: [(&[u8], &str); 4] = [(&[], "empty"), (&png[..png.len() / 3], "malformed"), (b"%PDF-1.7\n1 0 obj\n", "not_an_image"), (b"hello, this is text\n", "text")];
+    let cases: [(&[u8], &str); 4] =
+        [(&[], "empty"), (&png[..png.len() / 3], "malformed"), (b"%PDF-1.7\n1 0 obj\n", "not_an_image"), (b"hello, this is text\n", "text")];
     for (bytes, kind) in cases {
         let e = pollster::block_on(m.analyze(bytes, &Request::default())).err().expect("an error");
         assert_eq!(e.kind(), kind, "{e}");
@@ -79,19 +82,15 @@ fn bad_files_give_typed_errors() {
 #[test]
 fn gate_routes_real_files_and_refuses_a_photo() {
     let Some(data) = common::shared_data("gate_routes_real_files_and_refuses_a_photo") else { return };
-    let Some(m) = common::committed_models() else { return };
+    let m = common::committed_models();
     let run = |rel: &str| pollster::block_on(m.analyze(&std::fs::read(data.join(rel)).unwrap(), &Request::default()));
-    match run("ct/decoder-samples/dicom-chest-ct/ID_0000_AGE_0060_CONTRAST_1_CT.dcm") {
-        Ok((dicom, _)) => {
-            let g = dicom.gate.as_ref().unwrap();
-            assert!(g.accepted && g.by == "dicom", "{g:?}");
-            assert_eq!(dicom.model.as_deref(), Some("ct"));
-            assert!(dicom.timings.total_ms > 0.0);
-        }
-        Err(e) => assert_eq!(e, AnalyzeError::ModelNotLoaded("ct".into()), "only a missing CT model may stop a CT DICOM"),
-    }
+    let dicom = run("ct/decoder-samples/dicom-chest-ct/ID_0000_AGE_0060_CONTRAST_1_CT.dcm").unwrap().0;
+    let g = dicom.gate.as_ref().unwrap();
+    assert!(g.accepted && g.by == VerdictSource::Dicom, "{g:?}");
+    assert_eq!(dicom.model, Some(ModelId::Ct));
+    assert!(dicom.timings.total_ms > 0.0);
     let cxr = run("cxr/decoder-samples/1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm").unwrap().0;
-    assert_eq!(cxr.model.as_deref(), Some("cxr"));
+    assert_eq!(cxr.model, Some(ModelId::Cxr));
     assert!(cxr.display_width <= 768 && cxr.display_height <= 768, "large images are shown downscaled");
     let photo = run("odd-inputs/image-rs/tests/images/jpg/progressive/cat.jpg").unwrap().0;
     assert!(photo.refused && photo.prediction.is_none());

@@ -1,26 +1,27 @@
-//! The generated hostile-input corpus (`common::corpus`) and `../shared/data/odd-inputs` through
-//! the whole path a dropped file takes — decode → gate → preprocess → classify — asserting each
-//! file's expected outcome and that nothing panics. Writes the corpus to `tests/corpus/` for the
-//! browser test.
+//! The generated hostile-input corpus (`ctxr_lab::corpus`, one test per group so a failure names
+//! its group and file) and `../shared/data/odd-inputs` through the whole path a dropped file
+//! takes — decode → gate → preprocess → classify — asserting each file's expected outcome and
+//! that nothing panics. The browser test reads the same corpus, written by `ctxr corpus`.
 
-use super::common::{self, corpus};
+use super::common;
+use ctxr_lab::corpus;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 
-use ctxr::analysis::{ModelChoice, Models, Request};
 use ctxr::decode::{DecodeOptions, decode};
-use ctxr::preprocess::{PreprocessConfig, WindowChoice, preprocess};
+use ctxr::imaging::{PreprocessConfig, WindowChoice, preprocess};
+use ctxr::infer::analysis::ModelChoice;
+use ctxr::infer::{Models, Request};
 
 fn models() -> Models {
-    common::committed_models().expect("committed weights in weights/")
+    common::committed_models()
 }
 
 /// Analyse `bytes` as the page does (automatic model choice); `Ok(summary)` or `Err(kind)`.
 fn analyze(m: &Models, bytes: &[u8]) -> Result<String, String> {
     match pollster::block_on(m.analyze(bytes, &Request { model: ModelChoice::Auto, ..Request::default() })) {
         Ok((a, _)) if a.refused => Ok(format!("refused: {}", a.gate.as_ref().map(|g| g.reason.clone()).unwrap_or_default())),
-        Ok((a, _)) => Ok(format!("{} {:?}", a.model.unwrap_or_default(), a.decision.map(|d| d.label))),
+        Ok((a, _)) => Ok(format!("{} {:?}", a.model.map(|m| m.name()).unwrap_or_default(), a.decision.map(|d| d.label))),
         Err(e) => {
             let msg = e.to_string();
             assert!(!msg.is_empty() && !msg.contains("{ ") && !msg.contains("panicked"), "plain-words message, got {msg:?}");
@@ -30,11 +31,19 @@ fn analyze(m: &Models, bytes: &[u8]) -> Result<String, String> {
 }
 
 #[test]
-fn corpus_files_meet_their_expected_outcomes() {
+fn the_corpus_is_large_and_its_names_unique() {
     let cases = corpus::cases();
     assert!(cases.len() >= 40, "the corpus holds {} files", cases.len());
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    corpus::write(&dir, &cases).expect("corpus written");
+    let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), cases.len(), "corpus file names are unique");
+}
+
+/// Every case of group `name` meets its expected outcome.
+fn corpus_group(name: &str) {
+    let (_, cases) = corpus::groups().into_iter().find(|(g, _)| *g == name).expect("a corpus group");
+    assert!(!cases.is_empty(), "group {name} is empty");
     let m = models();
     let cfg = PreprocessConfig::new(128);
     let mut failures = Vec::new();
@@ -81,8 +90,45 @@ fn corpus_files_meet_their_expected_outcomes() {
             }
         }
     }
-    eprintln!("corpus: {} files, {} failures", cases.len(), failures.len());
-    assert!(failures.is_empty(), "corpus failures:\n{}", failures.join("\n"));
+    eprintln!("corpus group {name}: {} files, {} failures", cases.len(), failures.len());
+    assert!(failures.is_empty(), "corpus group {name} failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn corpus_not_images() {
+    corpus_group("not_images");
+}
+
+#[test]
+fn corpus_png() {
+    corpus_group("png");
+}
+
+#[test]
+fn corpus_jpeg() {
+    corpus_group("jpeg");
+}
+
+#[test]
+fn corpus_tiff() {
+    corpus_group("tiff");
+}
+
+#[test]
+fn corpus_dicom() {
+    corpus_group("dicom");
+}
+
+#[test]
+fn corpus_bmp() {
+    corpus_group("bmp");
+}
+
+#[test]
+fn every_corpus_group_is_tested() {
+    let tested = ["not_images", "png", "jpeg", "tiff", "dicom", "bmp"];
+    let groups: Vec<&str> = corpus::groups().iter().map(|(g, _)| *g).collect();
+    assert_eq!(groups, tested, "a new corpus group needs its own #[test]");
 }
 
 #[test]
@@ -108,7 +154,11 @@ fn odd_inputs_survive_the_page_path() {
             Err(_) => panics.push(f.display().to_string()),
         }
     }
-    eprintln!("odd-inputs through decode → gate → preprocess → classify: {} files, {classified} classified, {refused} refused by the gate, {errors} typed errors, {} panics", files.len(), panics.len());
+    eprintln!(
+        "odd-inputs through decode → gate → preprocess → classify: {} files, {classified} classified, {refused} refused by the gate, {errors} typed errors, {} panics",
+        files.len(),
+        panics.len()
+    );
     assert!(panics.is_empty(), "panicked on:\n{}", panics.join("\n"));
     assert!(classified + refused > 100 && errors > 20, "most odd inputs are images (classified or refused with a reason), the rest typed errors");
 }

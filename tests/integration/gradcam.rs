@@ -2,9 +2,9 @@
 //! (a) at the last stage (followed by GAP + linear head) it equals CAM from the head's weights
 //!     scaled by 1/(H·W); (b) at an inner stage its gradients match central finite differences.
 
-use burn::tensor::{Tensor, TensorData};
-use ctxr::gradcam::{cam_from_head, grad_cam};
 use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use ctxr::explain::gradcam::{cam_from_head, grad_cam};
 use ctxr::model::ModelConfig;
 
 fn input(size: usize, seed: u32) -> Tensor<4> {
@@ -16,12 +16,12 @@ fn input(size: usize, seed: u32) -> Tensor<4> {
             (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
         })
         .collect();
-    Tensor::<4>::from_data(TensorData::new(v, [1, 1, size, size]), &ctxr::device::cpu())
+    Tensor::<4>::from_data(TensorData::new(v, [1, 1, size, size]), &ctxr::model::device::cpu())
 }
 
 #[test]
 fn last_stage_grad_cam_equals_cam_over_hw() {
-    let dev = ctxr::device::cpu();
+    let dev = ctxr::model::device::cpu();
     let model = ModelConfig::new(3).init_seeded(&dev, 42).valid();
     let x = input(64, 7);
     for class in 0..3 {
@@ -39,7 +39,7 @@ fn last_stage_grad_cam_equals_cam_over_hw() {
 
 #[test]
 fn inner_stage_gradients_match_finite_differences() {
-    let dev = ctxr::device::cpu();
+    let dev = ctxr::model::device::cpu();
     let mut arch = ModelConfig::new(2);
     arch.stem_width = 4;
     arch.stage_widths = vec![4, 8, 16, 32];
@@ -93,5 +93,7 @@ fn inner_stage_gradients_match_finite_differences() {
         assert!(rel <= 1e-2, "element {i}: autodiff {} vs finite difference {central} (relative error {rel})", g[i]);
     }
     assert!(checked >= 12, "only {checked} entries away from ReLU kinks ({kinks} skipped)");
-    eprintln!("stage {layer}: {checked} of the 32 largest gradient entries match central differences ({kinks} near kinks skipped), worst relative error {worst:e}");
+    eprintln!(
+        "stage {layer}: {checked} of the 32 largest gradient entries match central differences ({kinks} near kinks skipped), worst relative error {worst:e}"
+    );
 }

@@ -1,14 +1,17 @@
 //! One integration-test binary (one link instead of one per file). Tests that need the real
-//! data in `../shared/data` skip with a message when it is absent.
+//! data in `../shared/data` skip with a message when it is absent, and fail instead when
+//! `CTXR_REQUIRE_DATA=1` (CI).
 
 mod common;
 
 mod analysis;
 mod cli;
+mod contracts;
 mod corpus;
 mod decoder_references;
 mod devices;
 mod gradcam;
+mod layout;
 mod robustness;
 mod trained;
 mod weights;

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use ctxr::decode::{DecodeOptions, decode};
-use ctxr::preprocess::{PreprocessConfig, WindowChoice, preprocess};
+use ctxr::imaging::{PreprocessConfig, WindowChoice, preprocess};
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
@@ -36,10 +36,9 @@ fn odd_inputs_decode_or_give_typed_errors() {
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
         let r = catch_unwind(AssertUnwindSafe(|| {
-            decode(&bytes, &DecodeOptions::default()).map(|img| {
-                let p = preprocess(&img, &cfg, WindowChoice::Auto).expect("a decoded image preprocesses");
+            decode(&bytes, &DecodeOptions::default()).inspect(|img| {
+                let p = preprocess(img, &cfg, WindowChoice::Auto).expect("a decoded image preprocesses");
                 assert!(p.input.iter().all(|v| v.is_finite()), "finite model input");
-                img
             })
         }));
         match r {
@@ -71,7 +70,9 @@ fn every_manifest_image_decodes() {
         let mut by_format: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (path, ..) in &rows {
             let bytes = std::fs::read(data.join(modality).join(path)).unwrap();
-            match catch_unwind(AssertUnwindSafe(|| decode(&bytes, &DecodeOptions::default()).map(|img| (img.format.name(), preprocess(&img, &cfg, WindowChoice::Auto).is_ok())))) {
+            match catch_unwind(AssertUnwindSafe(|| {
+                decode(&bytes, &DecodeOptions::default()).map(|img| (img.format.name(), preprocess(&img, &cfg, WindowChoice::Auto).is_ok()))
+            })) {
                 Ok(Ok((fmt, true))) => *by_format.entry(fmt).or_default() += 1,
                 Ok(Ok((_, false))) => failures.push(format!("{path}: preprocess failed")),
                 Ok(Err(e)) => failures.push(format!("{path}: {e}")),

@@ -3,44 +3,47 @@
 
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
-use ctxr::classifier::Classifier;
-use ctxr::model::ModelConfig;
-use ctxr::preprocess::PreprocessConfig;
-use ctxr::weights::{Manifest, Modality, ModelEntry, WeightsError, record_bytes};
+use ctxr::imaging::PreprocessConfig;
+use ctxr::infer::Classifier;
+use ctxr::model::{EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, RecordDtype, WeightsError, record_bytes};
 
-fn entry(bytes: &[u8], arch: ModelConfig, dtype: &str, params: usize) -> ModelEntry {
-    ModelEntry::new("ct", "test", Some(Modality::Ct), &["noncovid", "covid"], "ct.bpk", bytes, dtype, params, arch, PreprocessConfig::new(64))
+fn entry(bytes: &[u8], arch: ModelConfig, dtype: RecordDtype, params: usize) -> ModelEntry {
+    let classes = ["noncovid".to_string(), "covid".to_string()];
+    ModelEntry::new(
+        EntrySpec { id: ModelId::Ct, title: "test", classes: &classes, dtype, params, architecture: arch, preprocess: PreprocessConfig::new(64) },
+        bytes,
+    )
 }
 
 fn logits(model: &ctxr::model::Cnn) -> Vec<f32> {
     let v: Vec<f32> = (0..2 * 64 * 64).map(|i| ((i * 13 % 97) as f32 / 40.0) - 1.2).collect();
-    let x = Tensor::<4>::from_data(TensorData::new(v, [2, 1, 64, 64]), &ctxr::device::cpu());
+    let x = Tensor::<4>::from_data(TensorData::new(v, [2, 1, 64, 64]), &ctxr::model::device::cpu());
     model.forward(x).into_data().try_to_vec::<f32>().unwrap()
 }
 
 #[test]
 fn record_roundtrip_through_manifest_gives_identical_logits() {
-    let dev = ctxr::device::cpu();
+    let dev = ctxr::model::device::cpu();
     let arch = ModelConfig::new(2);
     let model = arch.init_seeded(&dev, 42).valid();
     let params = model.num_params();
     assert!(params <= 2_000_000, "≤ 2 M parameters, got {params}");
     let bytes = record_bytes(&model, false).unwrap();
     let mut manifest = Manifest::default();
-    manifest.upsert(entry(&bytes, arch, "f32", params));
+    manifest.upsert(entry(&bytes, arch, RecordDtype::F32, params));
     let parsed = Manifest::parse(&manifest.to_json()).unwrap();
-    let clf = Classifier::load(parsed.model("ct").unwrap().clone(), &bytes, dev.clone()).unwrap();
+    let clf = Classifier::load(parsed.model(ModelId::Ct).unwrap().clone(), &bytes, dev.clone()).unwrap();
     assert_eq!(logits(&model), logits(clf.model()), "identical logits after the round trip");
     assert!(!clf.entry.is_evaluated());
 }
 
 #[test]
 fn damaged_record_is_refused() {
-    let dev = ctxr::device::cpu();
+    let dev = ctxr::model::device::cpu();
     let arch = ModelConfig::new(2);
     let model = arch.init_seeded(&dev, 42).valid();
     let mut bytes = record_bytes(&model, false).unwrap();
-    let e = entry(&bytes, arch, "f32", 0);
+    let e = entry(&bytes, arch, RecordDtype::F32, 0);
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     match Classifier::load(e, &bytes, dev) {
@@ -51,13 +54,13 @@ fn damaged_record_is_refused() {
 
 #[test]
 fn f16_record_is_half_the_size_and_close() {
-    let dev = ctxr::device::cpu();
+    let dev = ctxr::model::device::cpu();
     let arch = ModelConfig::new(2);
     let model = arch.init_seeded(&dev, 42).valid();
     let full = record_bytes(&model, false).unwrap();
     let half = record_bytes(&model, true).unwrap();
     assert!(half.len() < full.len() * 6 / 10, "f16 {} vs f32 {}", half.len(), full.len());
-    let clf = Classifier::load(entry(&half, arch, "f16", 0), &half, dev).unwrap();
+    let clf = Classifier::load(entry(&half, arch, RecordDtype::F16, 0), &half, dev).unwrap();
     let (a, b) = (logits(&model), logits(clf.model()));
     let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     eprintln!("f32 record {} bytes, f16 record {} bytes, max logit difference {max:e}", full.len(), half.len());

@@ -1,0 +1,229 @@
+//! Preprocess: the one path from a decoded [`MedImage`] to the model's input, shared by
+//! training, the CLI and the browser.
+//!
+//! 1. **Intensity → [0, 1].** Hounsfield images are windowed (lung W 1500 / L −600 by default;
+//!    presets and custom windows on request). Other images (8/16-bit PNG/JPEG, radiograph
+//!    DICOM) are stretched between their 0.5th and 99.5th percentiles, which cancels the
+//!    gain/offset differences between sources and ignores burnt-in text and dead pixels;
+//!    a DICOM window in the file is used instead when the caller asks for it.
+//!    MONOCHROME1 (and TIFF WhiteIsZero) is inverted *after* this step.
+//! 2. **Resize, aspect preserved.** The longer side is scaled to the input size with an
+//!    antialiasing triangle filter; the shorter side is padded symmetrically with black.
+//!    [`Letterbox`] records where the image sits so heatmaps map back onto it.
+//! 3. **Standardise.** `x = (v − mean) / std` with the manifest's mean and std.
+//!
+//! It returns the model tensor data and the 8-bit "what the model saw" image.
+
+use serde::{Deserialize, Serialize};
+
+use super::crop::{PixelBox, lung_box};
+use super::resize::resize;
+use super::window::{WindowChoice, WindowPreset, apply_window, percentiles, to_u8};
+use crate::decode::{Intensity, MedImage, Window};
+
+/// Preprocessing parameters; part of each model's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessConfig {
+    /// Side of the square model input in pixels.
+    pub input_size: u32,
+    /// Window applied to Hounsfield images in `Auto` mode.
+    pub ct_window: Window,
+    /// Percentiles for the stretch of non-HU images.
+    pub percentile_low: f32,
+    pub percentile_high: f32,
+    /// Standardisation of the [0, 1] image.
+    pub mean: f32,
+    pub std: f32,
+    /// Crop CT slices to the lungs before resizing (see [`crate::crop`]). Off for radiographs.
+    #[serde(default)]
+    pub crop_to_lungs: bool,
+}
+
+impl PreprocessConfig {
+    pub fn new(input_size: u32) -> Self {
+        PreprocessConfig {
+            input_size,
+            ct_window: WindowPreset::Lung.window(),
+            percentile_low: 0.5,
+            percentile_high: 99.5,
+            mean: 0.5,
+            std: 0.25,
+            crop_to_lungs: false,
+        }
+    }
+}
+
+/// Where the resized image sits inside the square input, and which part of the original
+/// image it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Letterbox {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    /// The region of the original image that was resized (the lung crop, or all of it).
+    pub source: Region,
+}
+
+/// A rectangle as fractions of an image's width and height.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Region {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+impl Region {
+    pub const FULL: Region = Region { x: 0.0, y: 0.0, width: 1.0, height: 1.0 };
+}
+
+/// The model's view of one image.
+#[derive(Debug, Clone)]
+pub struct Preprocessed {
+    pub size: u32,
+    /// Standardised input, `size × size`, row-major.
+    pub input: Vec<f32>,
+    /// The same image as 8-bit grey ("what the model saw").
+    pub seen: Vec<u8>,
+    pub letterbox: Letterbox,
+    /// The intensity mapping that was applied (in the image's units).
+    pub window: Window,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("the image has no pixels")]
+    Empty,
+    #[error("the image buffer holds {got} values for {width}×{height} pixels")]
+    BadBuffer { width: u32, height: u32, got: usize },
+    #[error("window width must be positive, got {0}")]
+    BadWindow(f32),
+    #[error("input size must be between 8 and 2048, got {0}")]
+    BadSize(u32),
+}
+
+/// The window that `choice` selects for `img` (for percentile mode: the stretch bounds).
+pub fn resolve_window(img: &MedImage, cfg: &PreprocessConfig, choice: WindowChoice) -> Result<Window, PreprocessError> {
+    let w = match choice {
+        WindowChoice::Custom { center, width } => Window { center, width },
+        WindowChoice::FromFile => match img.windows.first() {
+            Some(w) => *w,
+            None => return resolve_window(img, cfg, WindowChoice::Auto),
+        },
+        WindowChoice::Auto => {
+            if img.intensity == Intensity::Hounsfield {
+                cfg.ct_window
+            } else {
+                let (lo, hi) = percentiles(&img.pixels, cfg.percentile_low, cfg.percentile_high);
+                let width = (hi - lo).max(1e-6);
+                Window { center: lo + width / 2.0, width }
+            }
+        }
+    };
+    if !(w.width > 0.0 && w.width.is_finite() && w.center.is_finite()) {
+        return Err(PreprocessError::BadWindow(w.width));
+    }
+    Ok(w)
+}
+
+/// Run the whole preprocessing for the model.
+pub fn preprocess(img: &MedImage, cfg: &PreprocessConfig, choice: WindowChoice) -> Result<Preprocessed, PreprocessError> {
+    let (w, h) = (img.width, img.height);
+    if w == 0 || h == 0 || img.pixels.is_empty() {
+        return Err(PreprocessError::Empty);
+    }
+    if img.pixels.len() != (w as usize) * (h as usize) {
+        return Err(PreprocessError::BadBuffer { width: w, height: h, got: img.pixels.len() });
+    }
+    let size = cfg.input_size;
+    if !(8..=2048).contains(&size) {
+        return Err(PreprocessError::BadSize(size));
+    }
+    let mut window = resolve_window(img, cfg, choice)?;
+    let mut unit = apply_window(img, window);
+    let (mut w, mut h) = (w, h);
+    let mut source = Region::FULL;
+    if cfg.crop_to_lungs
+        && let Some(b) = lung_box(&unit, w, h)
+    {
+        // Window again on the crop: a percentile stretch must not count the field of view.
+        let sub = crop_image(img, b);
+        window = resolve_window(&sub, cfg, choice)?;
+        unit = apply_window(&sub, window);
+        source = Region { x: b.x0 as f32 / w as f32, y: b.y0 as f32 / h as f32, width: b.width() as f32 / w as f32, height: b.height() as f32 / h as f32 };
+        (w, h) = (b.width(), b.height());
+    }
+    let scale = size as f64 / w.max(h) as f64;
+    let nw = ((w as f64 * scale).round() as u32).clamp(1, size);
+    let nh = ((h as f64 * scale).round() as u32).clamp(1, size);
+    let resized = resize(&unit, w, h, nw, nh);
+    let (ox, oy) = ((size - nw) / 2, (size - nh) / 2);
+    let mut canvas = vec![0f32; (size * size) as usize];
+    let canvas_rows = canvas.chunks_exact_mut(size as usize).skip(oy as usize);
+    for (dst, src) in canvas_rows.zip(resized.chunks_exact(nw as usize)) {
+        dst.iter_mut().skip(ox as usize).zip(src).for_each(|(d, &s)| *d = s);
+    }
+    let seen = canvas.iter().map(|&v| to_u8(v)).collect();
+    let inv_std = 1.0 / cfg.std;
+    let input = canvas.iter().map(|&v| (v - cfg.mean) * inv_std).collect();
+    Ok(Preprocessed { size, input, seen, letterbox: Letterbox { x: ox, y: oy, width: nw, height: nh, source }, window })
+}
+
+/// The pixels of `img` inside `b` (which lies inside the image), with the image's other facts.
+fn crop_image(img: &MedImage, b: PixelBox) -> MedImage {
+    let w = img.width as usize;
+    let mut pixels = Vec::with_capacity(b.width() as usize * b.height() as usize);
+    for y in b.y0 as usize..b.y1 as usize {
+        if let Some(row) = img.pixels.get(y * w + b.x0 as usize..y * w + b.x1 as usize) {
+            pixels.extend_from_slice(row);
+        }
+    }
+    MedImage {
+        width: b.width(),
+        height: b.height(),
+        pixels,
+        format: img.format,
+        intensity: img.intensity,
+        bits_stored: img.bits_stored,
+        source_channels: img.source_channels,
+        float_samples: img.float_samples,
+        photometric: img.photometric,
+        windows: img.windows.clone(),
+        modality: img.modality.clone(),
+        body_part: img.body_part.clone(),
+        frame: img.frame,
+        frames: img.frames,
+        dicom: None,
+        replaced_non_finite: img.replaced_non_finite,
+        colourfulness: img.colourfulness,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Format, Photometric};
+
+    fn img(w: u32, h: u32, px: Vec<f32>, intensity: Intensity, photometric: Photometric) -> MedImage {
+        MedImage { photometric, ..MedImage::new(Format::Png, w, h, px, intensity, 16) }
+    }
+
+    #[test]
+    fn lung_window_maps_air_to_black_and_soft_tissue_near_white() {
+        let m = img(2, 1, vec![-1350.0, 150.0], Intensity::Hounsfield, Photometric::Monochrome2);
+        let w = resolve_window(&m, &PreprocessConfig::new(32), WindowChoice::Auto).unwrap();
+        assert_eq!(w, Window { center: -600.0, width: 1500.0 });
+        assert_eq!(apply_window(&m, w), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn letterbox_keeps_aspect_and_centres() {
+        let m = img(100, 50, (0..5000).map(|i| (i % 100) as f32).collect(), Intensity::Raw, Photometric::Monochrome2);
+        let p = preprocess(&m, &PreprocessConfig::new(64), WindowChoice::Auto).unwrap();
+        assert_eq!(p.letterbox, Letterbox { x: 0, y: 16, width: 64, height: 32, source: Region::FULL });
+        assert_eq!(p.seen.len(), 64 * 64);
+        assert_eq!(p.seen[0], 0, "padding is black");
+        assert!(p.seen[(32 * 64 + 63) as usize] > 240, "right edge of a ramp is bright");
+    }
+}

@@ -1,0 +1,157 @@
+//! Classifier: one model, its manifest entry and the device it runs on, chosen at run time.
+//! Turns preprocessed images into calibrated class probabilities and Grad-CAM maps.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+
+use super::decision::{argmax, softmax};
+use crate::decode::{DecodeError, DecodeOptions, MedImage, decode};
+use crate::explain::gradcam::{Cam, CamError, grad_cam, read};
+use crate::imaging::{PreprocessError, Preprocessed, WindowChoice, preprocess};
+use crate::model::{Cnn, Modality, ModelEntry, WeightsError, load_model};
+
+/// Why an image could not be classified.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error(transparent)]
+    Cam(#[from] CamError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("the model returned {got} outputs for {expected} classes")]
+    Output { expected: usize, got: usize },
+}
+
+impl ClassifyError {
+    /// Stable machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClassifyError::Decode(e) => e.kind(),
+            ClassifyError::Preprocess(_) => "preprocess",
+            ClassifyError::Cam(_) => "gradcam",
+            ClassifyError::Weights(_) => "weights",
+            ClassifyError::Output { .. } => "model_output",
+        }
+    }
+}
+
+/// Class probabilities for one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub classes: Vec<String>,
+    pub logits: Vec<f32>,
+    /// softmax(logits / T) with the manifest's temperature T.
+    pub probabilities: Vec<f32>,
+    /// Arg-max class.
+    pub label: String,
+    pub label_index: usize,
+}
+
+pub struct Classifier {
+    pub entry: ModelEntry,
+    model: Cnn,
+    device: Device,
+}
+
+impl Classifier {
+    /// Load from record bytes (hash-checked against the manifest entry).
+    pub fn load(entry: ModelEntry, record: &[u8], device: Device) -> Result<Self, WeightsError> {
+        let model = load_model(entry.expected(), record, &device)?;
+        Ok(Classifier { entry, model, device })
+    }
+
+    /// Wrap a model already in memory (in inference mode) with its entry.
+    pub fn from_model(entry: ModelEntry, model: Cnn, device: Device) -> Self {
+        Classifier { entry, model: model.valid(), device }
+    }
+
+    pub fn model(&self) -> &Cnn {
+        &self.model
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn modality(&self) -> Option<Modality> {
+        self.entry.modality
+    }
+
+    /// Decode options suited to this model (the 16-bit TIFF convention).
+    pub fn decode_options(&self) -> DecodeOptions {
+        self.entry.decode_options()
+    }
+
+    pub fn preprocess(&self, img: &MedImage, window: WindowChoice) -> Result<Preprocessed, ClassifyError> {
+        Ok(preprocess(img, &self.entry.preprocess, window)?)
+    }
+
+    /// Decode and preprocess file bytes.
+    pub fn prepare(&self, bytes: &[u8], window: WindowChoice) -> Result<(MedImage, Preprocessed), ClassifyError> {
+        let img = decode(bytes, &self.decode_options())?;
+        let p = self.preprocess(&img, window)?;
+        Ok((img, p))
+    }
+
+    /// A batch tensor `[n, 1, S, S]` on this classifier's device.
+    pub fn batch_tensor(&self, items: &[&Preprocessed]) -> Tensor<4> {
+        let s = self.entry.preprocess.input_size as usize;
+        let mut data = Vec::with_capacity(items.len() * s * s);
+        for p in items {
+            data.extend_from_slice(&p.input);
+        }
+        Tensor::<4>::from_data(TensorData::new(data, [items.len(), 1, s, s]), &self.device)
+    }
+
+    /// Probabilities for a batch.
+    pub async fn predict_batch(&self, items: &[&Preprocessed]) -> Result<Vec<Prediction>, ClassifyError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = items.len();
+        let k = self.entry.classes.len();
+        let logits = self.model.forward(self.batch_tensor(items));
+        let flat = read(logits.reshape([n * k])).await?;
+        if flat.len() != n * k {
+            return Err(ClassifyError::Output { expected: n * k, got: flat.len() });
+        }
+        let t = self.entry.temperature();
+        Ok(flat.chunks_exact(k).map(|l| self.prediction(l.to_vec(), t)).collect())
+    }
+
+    pub async fn predict(&self, p: &Preprocessed) -> Result<Prediction, ClassifyError> {
+        let mut v = self.predict_batch(&[p]).await?;
+        v.pop().ok_or(ClassifyError::Output { expected: 1, got: 0 })
+    }
+
+    fn prediction(&self, logits: Vec<f32>, temperature: f32) -> Prediction {
+        let probabilities = softmax(&logits, temperature);
+        let label_index = argmax(&probabilities);
+        Prediction {
+            classes: self.entry.classes.clone(),
+            label: self.entry.classes.get(label_index).cloned().unwrap_or_default(),
+            label_index,
+            logits,
+            probabilities,
+        }
+    }
+
+    /// Grad-CAM for `class` at stage `layer` (1-based).
+    pub async fn explain(&self, p: &Preprocessed, class: usize, layer: usize) -> Result<Cam, ClassifyError> {
+        let x = self.batch_tensor(&[p]);
+        Ok(grad_cam(&self.model, x, class, layer).await?)
+    }
+
+    /// Gate features (pooled last two stages) and logits for a batch, row-major `[n, features]`.
+    pub async fn features(&self, items: &[&Preprocessed]) -> Result<(Vec<f32>, Vec<f32>), ClassifyError> {
+        let n = items.len();
+        let (f, l) = self.model.gate_features(self.batch_tensor(items));
+        let [_, d] = f.dims();
+        let k = self.entry.classes.len();
+        Ok((read(f.reshape([n * d])).await?, read(l.reshape([n * k])).await?))
+    }
+}

@@ -1,0 +1,169 @@
+//! Model: one compact ResNet-style CNN for single-channel images, the same type on every
+//! device (flex CPU, wgpu/WebGPU). Its trunk exposes each stage's output so Grad-CAM can
+//! target a shallow, middle or deep layer; the head is global average pooling + a linear
+//! layer, which makes Grad-CAM at the last stage equal to CAM.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Architecture of the classifier; stored in each model's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Input channels (1: greyscale).
+    pub in_channels: usize,
+    /// Stem width followed by the width of each stage. The stem and every stage halve the
+    /// resolution (like a ResNet's stem convolution and max-pool, then its stages), so stage
+    /// `i` (0-based) sees the input at 1/2^(i+2): 32², 16², 8², 4² for a 128² input.
+    pub stem_width: usize,
+    pub stage_widths: Vec<usize>,
+    pub num_classes: usize,
+}
+
+impl ModelConfig {
+    pub fn new(num_classes: usize) -> Self {
+        ModelConfig { in_channels: 1, stem_width: 24, stage_widths: vec![24, 48, 96, 192], num_classes }
+    }
+
+    /// Build a model with weights initialised from `seed` (reproducible) on `device`.
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> Cnn {
+        device.seed(seed);
+        self.init(device)
+    }
+
+    /// Build a model with freshly initialised weights on `device`.
+    pub fn init(&self, device: &Device) -> Cnn {
+        let stem = ConvBn::new(self.in_channels, self.stem_width, 2, 3, device);
+        let mut stages = Vec::with_capacity(self.stage_widths.len());
+        let mut c = self.stem_width;
+        for &w in &self.stage_widths {
+            stages.push(Block::new(c, w, 2, device));
+            c = w;
+        }
+        let head = LinearConfig::new(c, self.num_classes).init(device);
+        Cnn { stem, stages, head }
+    }
+
+    /// Names of the Grad-CAM targets, shallow to deep ("stage1" … "stageN").
+    pub fn layer_names(&self) -> Vec<String> {
+        (1..=self.stage_widths.len()).map(|i| format!("stage{i}")).collect()
+    }
+}
+
+/// Convolution (no bias) + batch normalisation.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    fn new(cin: usize, cout: usize, stride: usize, kernel: usize, device: &Device) -> Self {
+        let pad = kernel / 2;
+        let conv = Conv2dConfig::new([cin, cout], [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_bias(false)
+            .init(device);
+        ConvBn { conv, bn: BatchNormConfig::new(cout).init(device) }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// Residual basic block: 3×3 conv-BN-ReLU, 3×3 conv-BN, plus a (projected) shortcut, ReLU.
+#[derive(Module, Debug)]
+pub struct Block {
+    a: ConvBn,
+    b: ConvBn,
+    down: Option<ConvBn>,
+}
+
+impl Block {
+    fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+        let down = (stride != 1 || cin != cout).then(|| ConvBn::new(cin, cout, stride, 1, device));
+        Block { a: ConvBn::new(cin, cout, stride, 3, device), b: ConvBn::new(cout, cout, 1, 3, device), down }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let shortcut = match &self.down {
+            Some(d) => d.forward(x.clone()),
+            None => x.clone(),
+        };
+        let y = relu(self.a.forward(x));
+        relu(self.b.forward(y) + shortcut)
+    }
+}
+
+/// The classifier network. Input `[batch, 1, S, S]`, output logits `[batch, classes]`.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    stem: ConvBn,
+    stages: Vec<Block>,
+    head: Linear,
+}
+
+impl Cnn {
+    /// Number of trunk stages (Grad-CAM targets).
+    pub fn num_stages(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Logits.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let n = self.stages.len();
+        self.forward_from(self.trunk_until(x, n.saturating_sub(1)), n.saturating_sub(1))
+    }
+
+    /// Output of stage `k` (0-based; clamped to the last stage).
+    pub fn trunk_until(&self, x: Tensor<4>, k: usize) -> Tensor<4> {
+        let mut a = relu(self.stem.forward(x));
+        for stage in self.stages.iter().take(k + 1) {
+            a = stage.forward(a);
+        }
+        a
+    }
+
+    /// Continue from the output of stage `k` to the logits.
+    pub fn forward_from(&self, a: Tensor<4>, k: usize) -> Tensor<2> {
+        let mut a = a;
+        for stage in self.stages.iter().skip(k + 1) {
+            a = stage.forward(a);
+        }
+        self.head.forward(Self::pool(a))
+    }
+
+    /// Global average pooling `[b, c, h, w] → [b, c]` (the penultimate features).
+    pub fn pool(a: Tensor<4>) -> Tensor<2> {
+        let [b, c, _, _] = a.dims();
+        a.mean_dim(3).mean_dim(2).reshape([b, c])
+    }
+
+    /// Pooled outputs of the last two stages, concatenated (the input gate's feature vector:
+    /// two depths describe out-of-distribution images better than one), and the logits.
+    pub fn gate_features(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let n = self.stages.len();
+        let k = n.saturating_sub(2);
+        let mid = self.trunk_until(x, k);
+        let last = self.forward_stage(mid.clone(), k + 1);
+        let logits = self.head.forward(Self::pool(last.clone()));
+        (Tensor::cat(vec![Self::pool(mid), Self::pool(last)], 1), logits)
+    }
+
+    fn forward_stage(&self, a: Tensor<4>, k: usize) -> Tensor<4> {
+        match self.stages.get(k) {
+            Some(s) => s.forward(a),
+            None => a,
+        }
+    }
+
+    /// The head's weight `[features, classes]` (for CAM).
+    pub fn head_weight(&self) -> Tensor<2> {
+        self.head.weight.val()
+    }
+}

@@ -1,0 +1,243 @@
+//! Manifest: `weights/manifest.json`, the one description of the shipped models that the page,
+//! the CLI and the model card all read. For each model it says its id, classes, input size,
+//! preprocessing, architecture, the SHA-256 of its record, how it was trained, how it measured
+//! and the decision rule to apply. Every field is typed here, so a reader never re-parses free
+//! JSON and a writer cannot store a field that the readers do not know.
+
+use serde::{Deserialize, Serialize};
+
+use super::cnn::ModelConfig;
+pub use super::id::{Modality, ModelId, UnknownModel, decode_options};
+use super::report::{Evaluation, TrainingSummary};
+use super::weights::{Expected, WeightsError, sha256_hex};
+use crate::decode::DecodeOptions;
+use crate::imaging::PreprocessConfig;
+
+/// The stored decision rule: call the positive class when its probability reaches the threshold,
+/// otherwise the most probable of the other classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    pub positive_class: String,
+    pub threshold: f64,
+    pub target_sensitivity: f64,
+    /// Measured on the validation data the threshold was chosen on.
+    pub validation_sensitivity: f64,
+    pub validation_specificity: f64,
+    pub chosen_on: String,
+}
+
+/// Mahalanobis model of the gate CNN's penultimate features.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateParams {
+    pub feature_dim: usize,
+    /// One mean per gate class (ct, cxr), `feature_dim` each.
+    pub means: Vec<Vec<f32>>,
+    /// Inverse of the shared covariance, row-major `feature_dim²`.
+    pub precision: Vec<f32>,
+    /// Accept when the smallest squared distance is at most this.
+    pub threshold: f32,
+    /// The quantile of training distances the threshold sits at, and its margin factor.
+    pub threshold_quantile: f32,
+    pub threshold_margin: f32,
+    /// Refuse images whose colourfulness (Hasler–Süsstrunk) exceeds this.
+    pub max_colourfulness: f32,
+}
+
+/// Storage type of a record's floating-point parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordDtype {
+    F16,
+    F32,
+}
+
+/// One model of the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub id: ModelId,
+    pub title: String,
+    /// The kind of image the model reads (`None` for the input gate, which reads any).
+    #[serde(default)]
+    pub modality: Option<Modality>,
+    pub classes: Vec<String>,
+    /// File name of the record, relative to the manifest.
+    pub record: String,
+    /// Lower-case hex SHA-256 of the record file.
+    pub sha256: String,
+    pub record_bytes: u64,
+    pub dtype: RecordDtype,
+    pub params: usize,
+    pub architecture: ModelConfig,
+    pub preprocess: PreprocessConfig,
+    /// Softmax temperature fitted on validation data (1.0 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// The decision rule at a stored operating point (written by `ctxr train`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<OperatingPoint>,
+    /// Measured metrics; `None` means the weights were never evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingSummary>,
+    /// The gate's distance model (the gate entry only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateParams>,
+    #[serde(default)]
+    pub credits: Vec<String>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// What [`ModelEntry::new`] needs besides the record.
+pub struct EntrySpec<'a> {
+    pub id: ModelId,
+    pub title: &'a str,
+    pub classes: &'a [String],
+    pub dtype: RecordDtype,
+    pub params: usize,
+    pub architecture: ModelConfig,
+    pub preprocess: PreprocessConfig,
+}
+
+impl ModelEntry {
+    /// An entry for `record` (its hash and size filled in) with no training or evaluation yet.
+    pub fn new(spec: EntrySpec, record: &[u8]) -> Self {
+        ModelEntry {
+            id: spec.id,
+            title: spec.title.into(),
+            modality: spec.id.modality(),
+            classes: spec.classes.to_vec(),
+            record: spec.id.record_file(),
+            sha256: sha256_hex(record),
+            record_bytes: record.len() as u64,
+            dtype: spec.dtype,
+            params: spec.params,
+            architecture: spec.architecture,
+            preprocess: spec.preprocess,
+            temperature: None,
+            operating_point: None,
+            evaluation: None,
+            training: None,
+            gate: None,
+            credits: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// True when the manifest carries an evaluation of these weights.
+    pub fn is_evaluated(&self) -> bool {
+        self.evaluation.is_some()
+    }
+
+    pub fn class_index(&self, name: &str) -> Option<usize> {
+        self.classes.iter().position(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    /// The softmax temperature to apply (1 when none was fitted or the stored one is unusable).
+    pub fn temperature(&self) -> f32 {
+        self.temperature.filter(|t| *t > 0.0 && t.is_finite()).unwrap_or(1.0)
+    }
+
+    /// What this entry's record must be (for [`super::weights::load_model`]).
+    pub fn expected(&self) -> Expected<'_> {
+        Expected { sha256: &self.sha256, architecture: &self.architecture, classes: self.classes.len() }
+    }
+
+    /// How to decode files for this model (see [`decode_options`]).
+    pub fn decode_options(&self) -> DecodeOptions {
+        decode_options(self.modality)
+    }
+}
+
+/// `weights/manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub disclaimer: String,
+    pub models: Vec<ModelEntry>,
+}
+
+pub const DISCLAIMER: &str = "Research and teaching tool. Not a medical device; not for clinical use or diagnosis.";
+
+impl Manifest {
+    pub fn parse(json: &str) -> Result<Self, WeightsError> {
+        serde_json::from_str(json).map_err(WeightsError::Manifest)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn model(&self, id: ModelId) -> Result<&ModelEntry, WeightsError> {
+        self.models.iter().find(|m| m.id == id).ok_or_else(|| WeightsError::NoSuchModel { id, known: self.models.iter().map(|m| m.id).collect() })
+    }
+
+    /// Insert or replace the entry with the same id.
+    pub fn upsert(&mut self, entry: ModelEntry) {
+        match self.models.iter_mut().find(|m| m.id == entry.id) {
+            Some(m) => *m = entry,
+            None => self.models.push(entry),
+        }
+    }
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest { format_version: 1, disclaimer: DISCLAIMER.into(), models: Vec::new() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field of `a` is in `b` with the same value. `null` and absent mean the same (not
+    /// measurable); numbers compare as f32 (the gate's parameters are stored as f32, everything
+    /// else survives exactly). `b` may add fields: a recipe stored before a field existed gains
+    /// that field's default, written out.
+    fn same(a: &serde_json::Value, b: &serde_json::Value, path: &str, diffs: &mut Vec<String>) {
+        use serde_json::Value;
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for (k, v) in x.iter().filter(|(_, v)| !v.is_null()) {
+                    match y.get(k) {
+                        Some(w) => same(v, w, &format!("{path}.{k}"), diffs),
+                        None => diffs.push(format!("{path}.{k} lost")),
+                    }
+                }
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+                for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                    same(v, w, &format!("{path}[{i}]"), diffs);
+                }
+            }
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+                if x != y && (x as f32) != (y as f32) {
+                    diffs.push(format!("{path}: {x} vs {y}"));
+                }
+            }
+            _ if a == b => {}
+            _ => diffs.push(format!("{path}: {a} vs {b}")),
+        }
+    }
+
+    #[test]
+    fn the_committed_manifest_round_trips_through_the_types_without_loss() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/manifest.json");
+        let text = std::fs::read_to_string(&path).expect("weights/manifest.json is committed");
+        let typed = Manifest::parse(&text).expect("the committed manifest parses into the typed manifest");
+        assert_eq!(typed.models.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ModelId::Gate, ModelId::Cxr, ModelId::Ct]);
+        for m in &typed.models {
+            assert!(m.evaluation.is_some() && m.training.is_some(), "{}: evaluation and training are typed", m.id);
+        }
+        let raw: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let again: serde_json::Value = serde_json::from_str(&typed.to_json()).expect("json");
+        let mut diffs = Vec::new();
+        same(&raw, &again, "manifest", &mut diffs);
+        assert!(diffs.is_empty(), "fields lost or changed by the typed manifest:\n{}", diffs.join("\n"));
+        // And writing is stable: what the types write, they read back and write identically.
+        assert_eq!(Manifest::parse(&typed.to_json()).map(|m| m.to_json()).ok(), Some(typed.to_json()));
+    }
+}

@@ -1,0 +1,19 @@
+//! Model: the network ([`cnn`]), the ids of models and modalities ([`id`]), the manifest that describes each trained model ([`manifest`])
+//! with its training [`recipe`] and measured [`report`]s, loading and saving its weights
+//! ([`weights`]) and the run-time device it runs on ([`device`]).
+//! Everything here compiles for the browser.
+
+pub mod cnn;
+pub mod device;
+pub mod id;
+pub mod manifest;
+pub mod recipe;
+pub mod report;
+pub mod weights;
+
+pub use cnn::{Cnn, ModelConfig};
+pub use device::BackendKind;
+pub use manifest::{DISCLAIMER, EntrySpec, GateParams, Manifest, Modality, ModelEntry, ModelId, OperatingPoint, RecordDtype, decode_options};
+pub use recipe::{AugmentConfig, TrainConfig};
+pub use report::{Evaluation, Report};
+pub use weights::{WeightsError, load_model, record_bytes, sha256_hex};

@@ -1,0 +1,88 @@
+//! Recipe: the data that defines a training run — classes, input size, epochs, batch, learning
+//! rate, augmentation ranges, architecture — stored in the manifest beside the weights it
+//! produced, so a run can be repeated and a model adapted with the recipe it was trained with.
+//! The training code that follows a recipe is in [`crate::train`]; which recipe each model
+//! gets is the lab's choice.
+
+use serde::{Deserialize, Serialize};
+
+use super::cnn::ModelConfig;
+use super::id::ModelId;
+use crate::imaging::PreprocessConfig;
+
+/// Augmentation ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AugmentConfig {
+    /// Probability of squeezing the image along one axis (ratio in [`squeeze_min`, 1]) so that
+    /// black letterbox bars appear: inputs that are not square get such bars from
+    /// preprocessing, and the model must not learn them as a cue.
+    pub squeeze_prob: f32,
+    pub squeeze_min: f32,
+    pub flip: bool,
+    pub rotation_deg: f32,
+    pub scale_min: f32,
+    pub shift: f32,
+    pub contrast_min: f32,
+    pub contrast_max: f32,
+    /// Upper end of the field-of-view fraction: above 1 the image shrinks inside the frame
+    /// (zoom out), as in exports that show the whole scanner field rather than a crop.
+    pub scale_max: f32,
+    /// Probability of drawing a CT reconstruction circle: outside the source image (and where
+    /// the source is black) but inside a centred circle the frame takes a random grey, outside
+    /// the circle it is black (how full-field CT exports look; the gate's CT training sources
+    /// are tight crops).
+    pub fov_prob: f32,
+    /// Export mapping: grey levels go through a gamma drawn log-uniformly in
+    /// [1 / `gamma_max`, `gamma_max`] and, with probability `export_prob`, into a narrower
+    /// range [lo, hi] (lo ≤ 0.35, hi ≥ 0.65), as when a slice was saved with a wider window
+    /// than the lung window (lungs grey rather than black, soft tissue below white). Only the
+    /// image content changes; the black letterbox bars stay black, as preprocessing makes them.
+    pub gamma_max: f32,
+    pub export_prob: f32,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            squeeze_prob: 0.5,
+            squeeze_min: 0.7,
+            flip: true,
+            rotation_deg: 25.0,
+            scale_min: 0.7,
+            shift: 0.05,
+            contrast_min: 0.5,
+            contrast_max: 1.5,
+            scale_max: 1.0,
+            fov_prob: 0.0,
+            gamma_max: 1.0,
+            export_prob: 0.0,
+        }
+    }
+}
+
+/// Everything that defines a training run (stored in the manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: ModelId,
+    pub classes: Vec<String>,
+    pub input_size: u32,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub weight_decay: f32,
+    pub seed: u64,
+    pub folds: usize,
+    pub augment: AugmentConfig,
+    pub architecture: ModelConfig,
+    pub class_weighted_loss: bool,
+}
+
+impl TrainConfig {
+    /// The preprocessing the model is trained with (and the manifest then prescribes).
+    pub fn preprocess(&self) -> PreprocessConfig {
+        // CT slices are cropped to the lungs: the training sources are tight thorax crops,
+        // MosMed and viewer exports show the whole field of view (see `imaging::crop`).
+        PreprocessConfig { crop_to_lungs: self.model == ModelId::Ct, ..PreprocessConfig::new(self.input_size) }
+    }
+}

@@ -1,0 +1,251 @@
+//! Reports: the typed shape of what the manifest says about a model's training and measured
+//! performance. The lab builds these, the manifest stores them, and the model card (Markdown
+//! and the page's panel) renders them, so a number has one name from the metric code to the
+//! reader. Floats are `f64` and `None` where a metric is undefined (a set without positives
+//! has no AUC), written as `null`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::id::ModelId;
+use super::recipe::TrainConfig;
+
+/// Images per source and label, e.g. `{"mosmed": {"covid": 423, "noncovid": 121}}`.
+pub type SourceCounts = BTreeMap<String, BTreeMap<String, usize>>;
+
+/// One point of a ROC curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RocPoint {
+    pub fpr: f64,
+    pub tpr: f64,
+    pub threshold: f64,
+}
+
+/// One class's one-vs-rest metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassRow {
+    pub class: String,
+    /// Images of this class (absent in the operating-point table, where it repeats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support: Option<u64>,
+    pub sensitivity: Option<f64>,
+    pub specificity: Option<f64>,
+    pub precision: Option<f64>,
+    pub f1: Option<f64>,
+}
+
+/// Metrics of the decisions at the stored operating point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AtOperatingPoint {
+    pub threshold: f64,
+    pub positive_class: String,
+    pub accuracy: Option<f64>,
+    pub confusion: Vec<Vec<u64>>,
+    pub per_class: Vec<ClassRow>,
+}
+
+/// CT patient-level scores from the slices' positive-class probabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientLevel {
+    pub patients: usize,
+    pub patients_with_several_slices: usize,
+    pub auc_max: Option<f64>,
+    pub auc_mean: Option<f64>,
+    #[serde(rename = "accuracy_max_at_0.5")]
+    pub accuracy_max_at_half: Option<f64>,
+    #[serde(rename = "accuracy_mean_at_0.5")]
+    pub accuracy_mean_at_half: Option<f64>,
+}
+
+/// Metrics of a model on one labelled set. A two-class report has `auc` and
+/// `positive_class`; a report of more classes has `macro_auc` and `auc_per_class`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub n: usize,
+    pub accuracy: Option<f64>,
+    pub classes: Vec<String>,
+    /// Rows: true class; columns: predicted class (arg-max).
+    pub confusion: Vec<Vec<u64>>,
+    pub per_class: Vec<ClassRow>,
+    pub ece_raw: Option<f64>,
+    pub ece_calibrated: Option<f64>,
+    pub temperature: Option<f64>,
+    pub class_counts: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_auc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc_per_class: Option<BTreeMap<String, Option<f64>>>,
+    /// ROC curves of the classes that have an AUC (per-source reports leave them out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roc: Option<BTreeMap<String, Vec<RocPoint>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_operating_point: Option<AtOperatingPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_source: Option<BTreeMap<String, Report>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_level: Option<PatientLevel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_unknown_labels: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_to_decode: Option<Vec<String>>,
+}
+
+impl Report {
+    /// The threshold-free headline: the AUC of a two-class model, the macro AUC otherwise.
+    pub fn headline_auc(&self) -> Option<f64> {
+        self.auc.or(self.macro_auc)
+    }
+}
+
+/// The two sets a shipped classifier is evaluated on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationSets {
+    /// The shipped model's own held-out fold of the training sources.
+    pub internal_heldout: Report,
+    /// Sources never used for training or model selection.
+    pub external: Report,
+}
+
+/// Which of [`EvaluationSets`] the headline numbers repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadlineSet {
+    External,
+    InternalHeldout,
+}
+
+/// The evaluation of a CT or X-ray classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEvaluation {
+    pub model: ModelId,
+    pub set: HeadlineSet,
+    pub n: usize,
+    pub accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_auc: Option<f64>,
+    pub sets: EvaluationSets,
+}
+
+/// How many external images of one modality and source the gate let through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acceptance {
+    pub n: usize,
+    pub accepted: usize,
+    pub accepted_rate: f64,
+    /// Accepted and sent to the model of the right modality.
+    pub routed_correctly: usize,
+    pub routed_rate: f64,
+}
+
+/// The gate on one natural photograph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhotoCheck {
+    pub file: String,
+    pub refused: bool,
+    pub reason: String,
+    /// Refused by the network alone, on the photo's greyscale version (no colour rule).
+    pub network_only_refused: bool,
+    pub distance: Option<f64>,
+}
+
+/// The gate on the natural photographs of `odd-inputs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhotoRefusals {
+    pub n: usize,
+    pub refused: usize,
+    pub refused_rate: f64,
+    pub refused_by_network_alone_greyscale: usize,
+    pub refused_by_network_alone_rate: f64,
+    pub files: Vec<PhotoCheck>,
+}
+
+/// The evaluation of the input gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateEvaluation {
+    /// Keyed by "modality (source)".
+    pub external_acceptance: BTreeMap<String, Acceptance>,
+    pub natural_photos: PhotoRefusals,
+    /// The squared Mahalanobis distance limit.
+    pub limit: f64,
+}
+
+/// A model's stored evaluation: a classifier's or the gate's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Evaluation {
+    Gate(GateEvaluation),
+    Model(Box<ModelEvaluation>),
+}
+
+/// One fold of a cross-validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldSummary {
+    pub fold: usize,
+    pub n: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_auc: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub ece_raw: Option<f64>,
+    pub ece_after_temperature: Option<f64>,
+    pub minutes: f64,
+}
+
+/// Patient-grouped k-fold cross-validation of a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossValidation {
+    pub folds: usize,
+    pub grouping: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc_sd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_auc_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_auc_sd: Option<f64>,
+    pub accuracy_mean: Option<f64>,
+    pub accuracy_sd: Option<f64>,
+    pub ece_raw_mean: Option<f64>,
+    pub ece_after_temperature_mean: Option<f64>,
+    pub ece_after_temperature_sd: Option<f64>,
+    pub ece_note: String,
+    pub per_fold: Vec<FoldSummary>,
+    pub pooled_out_of_fold: Report,
+}
+
+impl CrossValidation {
+    /// Mean and standard deviation of the headline AUC over the folds.
+    pub fn headline_auc(&self) -> (Option<f64>, Option<f64>) {
+        (self.auc_mean.or(self.macro_auc_mean), self.auc_sd.or(self.macro_auc_sd))
+    }
+}
+
+/// How a model was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub config: TrainConfig,
+    pub pool_sources: SourceCounts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_sources: Option<SourceCounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_validation: Option<CrossValidation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+}

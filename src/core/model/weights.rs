@@ -1,0 +1,84 @@
+//! Weights: trained records (burnpack bytes, f32 or f16) checked against the SHA-256 that the
+//! manifest stores, loaded into a [`Cnn`] on a run-time device, and written back. Records load
+//! from bytes so the browser can fetch and cache them; a record whose SHA-256 differs is
+//! refused.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::store::{ModuleRecord, RecordError};
+use burn::tensor::{Bytes, DType, Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use super::cnn::{Cnn, ModelConfig};
+use super::id::ModelId;
+
+/// Why a manifest or a record could not be used. The upstream error is kept: as the source
+/// where the library's type is an `Error` in every build, as a field otherwise (burn's
+/// `RecordError` is an `Error` only with `std`, which the browser build lacks).
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("the manifest could not be read: {0}")]
+    Manifest(#[source] serde_json::Error),
+    #[error("no model '{id}' in the manifest (it has: {})", known.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "))]
+    NoSuchModel { id: ModelId, known: Vec<ModelId> },
+    #[error(
+        "the weights file does not match the manifest (SHA-256 {got}, expected {expected}): it is damaged, truncated or from another version; download it again"
+    )]
+    ShaMismatch { expected: String, got: String },
+    #[error("the weights could not be loaded into the model: {0}")]
+    Record(RecordError),
+    #[error("the gate's manifest entry has no distance model")]
+    NoDistanceModel,
+    #[error("the manifest's architecture is invalid: {stages} stages, {outputs} outputs for {classes} classes")]
+    Architecture { stages: usize, outputs: usize, classes: usize },
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a record must be, as its manifest entry says.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// Lower-case hex SHA-256 of the record.
+    pub sha256: &'a str,
+    pub architecture: &'a ModelConfig,
+    /// Number of classes the model must output.
+    pub classes: usize,
+}
+
+/// Check the record's hash, then build the model on `device` and load the record into it.
+/// The model comes back in inference mode.
+pub fn load_model(expected: Expected, record: &[u8], device: &Device) -> Result<Cnn, WeightsError> {
+    let got = sha256_hex(record);
+    if !got.eq_ignore_ascii_case(expected.sha256.trim()) {
+        return Err(WeightsError::ShaMismatch { expected: expected.sha256.into(), got });
+    }
+    let arch = expected.architecture;
+    let classes = expected.classes;
+    if arch.stage_widths.is_empty() || arch.num_classes == 0 || arch.num_classes != classes || arch.stage_widths.len() > 8 {
+        return Err(WeightsError::Architecture { stages: arch.stage_widths.len(), outputs: arch.num_classes, classes });
+    }
+    let rec = ModuleRecord::from_bytes(Bytes::from_bytes_vec(record.to_vec())).map_err(WeightsError::Record)?;
+    let model = arch.init(device);
+    let model = model.try_load_record(rec.cast_to_module_dtype()).map_err(WeightsError::Record)?;
+    Ok(model.valid())
+}
+
+struct Cast(DType);
+
+impl ModuleMapper for Cast {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        param.map(|t| t.cast(dtype))
+    }
+}
+
+/// Serialise a model's parameters (inference copy) to burnpack bytes, as f16 or f32.
+pub fn record_bytes(model: &Cnn, half: bool) -> Result<Vec<u8>, WeightsError> {
+    let m = model.valid();
+    let m = if half { m.map(&mut Cast(DType::F16)) } else { m };
+    let bytes = m.into_record().into_bytes().map_err(WeightsError::Record)?;
+    Ok(bytes.to_vec())
+}

@@ -1,0 +1,205 @@
+//! Model card tables: render the evaluation stored in `weights/manifest.json` as Markdown, so
+//! every number in MODEL_CARD.md comes from the manifest that `ctxr eval` reproduces.
+
+use std::fmt::Write;
+
+use ctxr::model::report::{ClassRow, Evaluation, Report};
+use ctxr::model::{Manifest, RecordDtype};
+
+fn f(v: Option<f64>) -> String {
+    match v {
+        Some(x) => format!("{x:.3}"),
+        None => "–".into(),
+    }
+}
+
+/// How the headline AUC of a report is named: "AUC" for two classes, "MACRO AUC" otherwise.
+fn auc_name(binary: bool) -> (&'static str, &'static str) {
+    if binary { ("auc", "AUC") } else { ("macro_auc", "MACRO AUC") }
+}
+
+fn set_table(out: &mut String, name: &str, r: &Report) {
+    let (key, label) = auc_name(r.auc.is_some() || r.positive_class.is_some());
+    let _ = writeln!(
+        out,
+        "**{name}** — n = {}, accuracy {}, {label} {}, ECE {} → {} after temperature scaling (T = {})\n",
+        r.n,
+        f(r.accuracy),
+        f(r.headline_auc()),
+        f(r.ece_raw),
+        f(r.ece_calibrated),
+        f(r.temperature)
+    );
+    let _ = writeln!(out, "| class | n | sensitivity | specificity | precision | F1 |\n|---|---|---|---|---|---|");
+    for c in &r.per_class {
+        let support = c.support.map(|s| s.to_string()).unwrap_or_else(|| "null".into());
+        let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", c.class, support, f(c.sensitivity), f(c.specificity), f(c.precision), f(c.f1));
+    }
+    if let Some(apc) = &r.auc_per_class {
+        let parts: Vec<String> = apc.iter().map(|(k, v)| format!("{k} {}", f(*v))).collect();
+        let _ = writeln!(out, "\nOne-vs-rest AUC: {}.", parts.join(", "));
+    }
+    let _ = writeln!(out, "\nConfusion matrix (rows: truth, columns: predicted, arg-max after temperature):\n");
+    let _ = writeln!(out, "| | {} |\n|---|{}", r.classes.join(" | "), "---|".repeat(r.classes.len()));
+    for (c, row) in r.classes.iter().zip(&r.confusion) {
+        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        let _ = writeln!(out, "| **{c}** | {} |", cells.join(" | "));
+    }
+    if let Some(op) = &r.at_operating_point {
+        let rows = |c: &ClassRow| format!("{} sensitivity {} / specificity {}", c.class, f(c.sensitivity), f(c.specificity));
+        let _ = writeln!(
+            out,
+            "\nAt the stored operating point ({} if P ≥ {}): accuracy {}; {}.",
+            op.positive_class,
+            f(Some(op.threshold)),
+            f(op.accuracy),
+            op.per_class.iter().map(rows).collect::<Vec<_>>().join("; ")
+        );
+    }
+    if let Some(ps) = &r.per_source {
+        let _ = writeln!(out, "\n| source | n | accuracy | {key} | per-class sensitivity |\n|---|---|---|---|---|");
+        for (s, v) in ps {
+            let sens: Vec<String> = v.per_class.iter().filter(|c| c.support.unwrap_or(0) > 0).map(|c| format!("{} {}", c.class, f(c.sensitivity))).collect();
+            let _ = writeln!(out, "| {s} | {} | {} | {} | {} |", v.n, f(v.accuracy), f(v.headline_auc()), sens.join(", "));
+        }
+    }
+    if let Some(p) = &r.patient_level {
+        let _ = writeln!(
+            out,
+            "\nPatient level ({} patients, {} with several slices): AUC of the max slice probability {}, of the mean {}.",
+            p.patients,
+            p.patients_with_several_slices,
+            f(p.auc_max),
+            f(p.auc_mean)
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// Markdown for every evaluated model in the manifest.
+pub fn render(m: &Manifest) -> String {
+    let mut out = String::new();
+    for e in &m.models {
+        let _ = writeln!(out, "### {} (`{}`)\n", e.title, e.id);
+        let dtype = match e.dtype {
+            RecordDtype::F16 => "f16",
+            RecordDtype::F32 => "f32",
+        };
+        let _ = writeln!(
+            out,
+            "Record `weights/{}`: {} parameters, {} bytes ({dtype}), SHA-256 `{}`. Input {}×{}.\n",
+            e.record, e.params, e.record_bytes, e.sha256, e.preprocess.input_size, e.preprocess.input_size
+        );
+        if let Some(t) = &e.training {
+            let cfg = &t.config;
+            let took = match (t.minutes, &t.machine) {
+                (Some(m), Some(h)) => format!("; {m:.0} min on {h}"),
+                _ => String::new(),
+            };
+            let loss = if cfg.class_weighted_loss { "class-weighted" } else { "unweighted" };
+            let _ = writeln!(
+                out,
+                "Training: {} epochs, batch {}, AdamW lr {} (cosine), weight decay {:.0e}, {loss} cross-entropy, seed {}{took}.\n",
+                cfg.epochs,
+                cfg.batch,
+                cfg.lr,
+                f64::from(cfg.weight_decay),
+                cfg.seed
+            );
+            if let Some(cv) = &t.cross_validation {
+                let (key, label) = auc_name(cv.auc_mean.is_some());
+                let (mean, sd) = cv.headline_auc();
+                let _ = writeln!(
+                    out,
+                    "**{}-fold patient-grouped cross-validation** (training sources; each fold's model tested on patients it never saw): {label} {} ± {}, accuracy {} ± {}, ECE {} → {} ± {} after temperature scaling (cross-fitted).\n",
+                    cv.folds,
+                    f(mean),
+                    f(sd),
+                    f(cv.accuracy_mean),
+                    f(cv.accuracy_sd),
+                    f(cv.ece_raw_mean),
+                    f(cv.ece_after_temperature_mean),
+                    f(cv.ece_after_temperature_sd)
+                );
+                let _ = writeln!(out, "| fold | n | {key} | accuracy | ECE raw | ECE after T |\n|---|---|---|---|---|---|");
+                for pf in &cv.per_fold {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {} | {} | {} | {} |",
+                        pf.fold,
+                        pf.n,
+                        f(pf.auc.or(pf.macro_auc)),
+                        f(pf.accuracy),
+                        f(pf.ece_raw),
+                        f(pf.ece_after_temperature)
+                    );
+                }
+                let _ = writeln!(out);
+                if let Some(ps) = &cv.pooled_out_of_fold.per_source {
+                    let _ = writeln!(out, "Out-of-fold, per source:\n\n| source | n | accuracy | {key} |\n|---|---|---|---|");
+                    for (s, v) in ps {
+                        let _ = writeln!(out, "| {s} | {} | {} | {} |", v.n, f(v.accuracy), f(v.headline_auc()));
+                    }
+                    let _ = writeln!(out);
+                }
+            }
+        }
+        if let Some(op) = &e.operating_point {
+            let _ = writeln!(
+                out,
+                "Operating point: {} when P({}) ≥ {} (for {} sensitivity; measured on {}: sensitivity {}, specificity {}).\n",
+                op.positive_class,
+                op.positive_class,
+                f(Some(op.threshold)),
+                f(Some(op.target_sensitivity)),
+                op.chosen_on,
+                f(Some(op.validation_sensitivity)),
+                f(Some(op.validation_specificity))
+            );
+        }
+        match &e.evaluation {
+            Some(Evaluation::Model(ev)) => {
+                set_table(&mut out, "Shipped model, external test sets (never used for training or selection)", &ev.sets.external);
+                set_table(&mut out, "Shipped model, its held-out fold (internal; patients never trained on)", &ev.sets.internal_heldout);
+            }
+            Some(Evaluation::Gate(ev)) => {
+                let _ = writeln!(out, "Gate checks:\n\n| set | n | accepted | routed to the right model |\n|---|---|---|---|");
+                for (k, v) in &ev.external_acceptance {
+                    let _ = writeln!(
+                        out,
+                        "| external {k} | {} | {} ({}) | {} ({}) |",
+                        v.n,
+                        v.accepted,
+                        f(Some(v.accepted_rate)),
+                        v.routed_correctly,
+                        f(Some(v.routed_rate))
+                    );
+                }
+                let np = &ev.natural_photos;
+                let names: Vec<&str> = np.files.iter().map(|x| x.file.rsplit('/').next().unwrap_or("?")).collect();
+                let _ = writeln!(
+                    out,
+                    "\nNatural photographs from `odd-inputs` ({}): refused {} of {} ({}); by the network alone on their greyscale version, {} ({}).\n",
+                    names.join(", "),
+                    np.refused,
+                    np.n,
+                    f(Some(np.refused_rate)),
+                    np.refused_by_network_alone_greyscale,
+                    f(Some(np.refused_by_network_alone_rate))
+                );
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// Replace the text between the generated-section markers of `card` with `tables`.
+pub fn splice(card: &str, tables: &str) -> String {
+    const BEGIN: &str = "<!-- BEGIN GENERATED: ctxr card -->";
+    const END: &str = "<!-- END GENERATED -->";
+    match (card.find(BEGIN), card.find(END)) {
+        (Some(a), Some(b)) if b > a => format!("{}{BEGIN}\n\n{tables}\n{}", &card[..a], &card[b..]),
+        _ => format!("{card}\n{BEGIN}\n\n{tables}\n{END}\n"),
+    }
+}

@@ -1,0 +1,165 @@
+//! Evaluate: run a classifier over labelled files through exactly the path a user's file takes
+//! (decode → preprocess → model, all in f32) and build the evaluation of `ctxr eval`, of the
+//! manifest and of the model card; and check the input gate on external images and photos.
+
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ctxr::imaging::{Preprocessed, WindowChoice};
+use ctxr::infer::{Classifier, Gatekeeper};
+use ctxr::model::report::{Acceptance, EvaluationSets, GateEvaluation, HeadlineSet, ModelEvaluation, PhotoCheck, PhotoRefusals, Report};
+use ctxr::model::{ModelId, decode_options};
+use serde::Serialize;
+
+use self::report::{Outputs, full_report};
+use crate::LabError;
+use crate::data::{Sample, read_manifest};
+use crate::recipe::{NATURAL_PHOTOS, folds, plan, recipe};
+
+/// Logits for each sample (None where the file fails to decode), batches of 32.
+pub fn logits_for(clf: &Classifier, samples: &[Sample]) -> Vec<Option<Vec<f32>>> {
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; samples.len()];
+    let idx: Vec<usize> = (0..samples.len()).collect();
+    for chunk in idx.chunks(32) {
+        let mut prepared = Vec::new();
+        for &i in chunk {
+            let r = std::fs::read(&samples[i].path).ok().and_then(|b| clf.prepare(&b, WindowChoice::Auto).ok());
+            if let Some((_, p)) = r {
+                prepared.push((i, p));
+            }
+        }
+        let refs: Vec<&Preprocessed> = prepared.iter().map(|(_, p)| p).collect();
+        if let Ok(preds) = pollster::block_on(clf.predict_batch(&refs)) {
+            for ((i, _), p) in prepared.iter().zip(preds) {
+                out[*i] = Some(p.logits);
+            }
+        }
+    }
+    out
+}
+
+/// Full report of `clf` on `samples` (rows whose label the model does not know are skipped).
+pub fn evaluate_samples(clf: &Classifier, samples: &[Sample]) -> Report {
+    let classes = &clf.entry.classes;
+    let known: Vec<Sample> = samples.iter().filter(|s| classes.contains(&s.label)).cloned().collect();
+    let skipped_labels = samples.len() - known.len();
+    let logits = logits_for(clf, &known);
+    let mut l = Vec::new();
+    let mut t = Vec::new();
+    let mut so = Vec::new();
+    let mut pa = Vec::new();
+    let mut failed = Vec::new();
+    for (s, lg) in known.iter().zip(logits) {
+        match lg {
+            Some(lg) => {
+                l.push(lg);
+                t.push(classes.iter().position(|c| *c == s.label).unwrap_or(0));
+                so.push(s.source.clone());
+                pa.push(s.patient_id.clone());
+            }
+            None => failed.push(s.rel.clone()),
+        }
+    }
+    let temp = f64::from(clf.entry.temperature());
+    let mut r = full_report(&Outputs { classes, logits: &l, truth: &t, sources: &so, patients: &pa }, temp, clf.entry.operating_point.as_ref());
+    r.skipped_unknown_labels = Some(skipped_labels);
+    r.failed_to_decode = Some(failed);
+    r
+}
+
+/// The default evaluation of a shipped model: its own held-out fold of the training sources
+/// (fold 0 of the patient-grouped split, recomputed from the manifest's recipe) and the
+/// external sets. The top level repeats the external set's headline numbers.
+pub fn evaluate_default(clf: &Classifier, data_dir: &Path) -> Result<ModelEvaluation, LabError> {
+    let id = clf.entry.id;
+    let cfg = clf.entry.training.as_ref().map(|t| t.config.clone()).unwrap_or_else(|| recipe(id));
+    let p = plan(id, data_dir)?;
+    let f = folds(&p.pool, &cfg);
+    let held: Vec<Sample> = p.pool.iter().zip(&f).filter(|(_, k)| **k == 0).map(|(s, _)| s.clone()).collect();
+    let internal = evaluate_samples(clf, &held);
+    let external = evaluate_samples(clf, &p.external);
+    Ok(ModelEvaluation {
+        model: id,
+        set: HeadlineSet::External,
+        n: external.n,
+        accuracy: external.accuracy,
+        auc: external.auc,
+        macro_auc: external.macro_auc,
+        sets: EvaluationSets { internal_heldout: internal, external },
+    })
+}
+
+/// `ctxr eval --manifest`: a report on any CSV with the manifest schema.
+#[derive(Debug, Serialize)]
+pub struct CsvEvaluation {
+    pub model: ModelId,
+    pub manifest: String,
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+/// Evaluate on any CSV with the manifest schema.
+pub fn evaluate_csv(clf: &Classifier, csv: &Path) -> Result<CsvEvaluation, LabError> {
+    let samples = read_manifest(csv)?;
+    Ok(CsvEvaluation { model: clf.entry.id, manifest: csv.display().to_string(), report: evaluate_samples(clf, &samples) })
+}
+
+/// Gate checks: acceptance (and routing) of the external test images of each modality, and
+/// refusal of the natural photographs in `odd-inputs` — with the colour rule, and by the
+/// network alone on their greyscale version.
+pub fn evaluate_gate(gk: &Gatekeeper, external: &[Sample], odd_inputs: &Path) -> Result<GateEvaluation, LabError> {
+    let mut per: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    for s in external {
+        let e = per.entry(format!("{} ({})", s.label, s.source)).or_default();
+        e.0 += 1;
+        // The gate plan labels each image with its modality's name.
+        let modality = ModelId::ALL.into_iter().filter_map(ModelId::modality).find(|m| m.name() == s.label);
+        let Ok(bytes) = std::fs::read(&s.path) else { continue };
+        let Ok(img) = ctxr::decode::decode(&bytes, &decode_options(modality)) else { continue };
+        if let Ok(v) = pollster::block_on(gk.judge(&img, false))
+            && v.accepted
+        {
+            e.1 += 1;
+            if v.modality.is_some() && v.modality == modality {
+                e.2 += 1;
+            }
+        }
+    }
+    let rate = |a: usize, n: usize| a as f64 / n.max(1) as f64;
+    let external_acceptance = per
+        .into_iter()
+        .map(|(k, (n, a, r))| (k, Acceptance { n, accepted: a, accepted_rate: rate(a, n), routed_correctly: r, routed_rate: rate(r, n) }))
+        .collect();
+    let mut files = Vec::new();
+    let (mut refused, mut refused_net, mut total) = (0, 0, 0);
+    for rel in NATURAL_PHOTOS {
+        let Ok(bytes) = std::fs::read(odd_inputs.join(rel)) else { continue };
+        let Ok(img) = ctxr::decode::decode(&bytes, &Default::default()) else { continue };
+        total += 1;
+        let full = pollster::block_on(gk.judge(&img, false))?;
+        let net = pollster::block_on(gk.judge(&img, true))?;
+        refused += usize::from(!full.accepted);
+        refused_net += usize::from(!net.accepted);
+        files.push(PhotoCheck {
+            file: rel.into(),
+            refused: !full.accepted,
+            reason: full.reason,
+            network_only_refused: !net.accepted,
+            distance: net.distance.map(f64::from),
+        });
+    }
+    Ok(GateEvaluation {
+        external_acceptance,
+        natural_photos: PhotoRefusals {
+            n: total,
+            refused,
+            refused_rate: rate(refused, total),
+            refused_by_network_alone_greyscale: refused_net,
+            refused_by_network_alone_rate: rate(refused_net, total),
+            files,
+        },
+        limit: f64::from(gk.params.threshold),
+    })
+}

@@ -1,0 +1,76 @@
+//! ctxr's lab: everything that happens on a developer's machine and never in the browser —
+//! reading the shared data sets ([`data`]), choosing recipes and splits ([`recipe`]), training
+//! runs ([`train`]), evaluation reports ([`eval`]), the model card ([`card`]) and the hostile-input
+//! [`corpus`] the decoders are tested against. The `ctxr`
+//! command line (`cli/`) presents it. It builds on the wasm-safe core (`ctxr`), which holds
+//! everything the page shares with it.
+
+pub mod card;
+pub mod corpus;
+pub mod data;
+pub mod eval;
+pub mod recipe;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+use burn::store::RecordError;
+use ctxr::decode::DecodeError;
+use ctxr::infer::{AnalyzeError, ClassifyError};
+use ctxr::model::WeightsError;
+
+/// Why a lab command failed, with the cause kept.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Classify(#[from] ClassifyError),
+    #[error(transparent)]
+    Analyze(#[from] AnalyzeError),
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{}: {source}", path.display())]
+    Record { path: PathBuf, source: RecordError },
+    #[error("no cross-validation fold finished")]
+    NoFolds,
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error(
+        "cannot tell whether this is a chest CT slice or a chest X-ray (no DICOM Modality, no Hounsfield units, no gate model); pass --model ct or --model cxr"
+    )]
+    Undecided,
+    #[error("no class '{name}' (classes: {})", classes.join(", "))]
+    NoSuchClass { name: String, classes: Vec<String> },
+    #[error("cannot write {}: {source}", path.display())]
+    Image { path: PathBuf, source: image::ImageError },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl LabError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        LabError::Io { path: path.into(), source }
+    }
+
+    pub fn record(path: &Path, source: RecordError) -> Self {
+        LabError::Record { path: path.into(), source }
+    }
+}
+
+/// Stable, seedable 64-bit FNV-1a string hash, used wherever ids must be split deterministically
+/// (folds, held-out patients, calibration halves, cache keys).
+pub fn stable_hash(s: &str, seed: u64) -> u64 {
+    let mut h = 0xcbf29ce484222325u64 ^ seed.wrapping_mul(0x9E3779B97F4A7C15);
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}

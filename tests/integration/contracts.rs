@@ -1,0 +1,157 @@
+//! The page's JSON contracts (`www/types.js`) against what the Rust types write: the committed
+//! manifest with every report in it, and an analysis, a gate verdict, a decision and a heatmap
+//! from the engine's path. Every field Rust writes must be declared in the typedef, and every
+//! required field of the typedef must be written.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ctxr::explain::Colormap;
+use ctxr::infer::Request;
+use serde_json::Value;
+
+use super::common::{committed_manifest, committed_models, repo_root};
+
+/// Typedef name → (required properties, optional properties), from the JSDoc blocks.
+fn typedefs() -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
+    let text = std::fs::read_to_string(repo_root().join("www/types.js")).expect("www/types.js");
+    let mut out = BTreeMap::new();
+    for block in text.split("/**").skip(1) {
+        let block = block.split("*/").next().unwrap_or_default();
+        let Some(name) = block.lines().find_map(|l| l.trim().strip_prefix("* @typedef {object} ")) else { continue };
+        let (mut required, mut optional) = (BTreeSet::new(), BTreeSet::new());
+        for line in block.lines() {
+            let Some(rest) = line.trim().strip_prefix("* @property ") else { continue };
+            // `{type} name` or `{type} [name]`; the type may hold spaces and braces.
+            let mut depth = 0;
+            let after = rest
+                .char_indices()
+                .find_map(|(i, c)| {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    (depth == 0 && c == '}').then(|| &rest[i + 1..])
+                })
+                .unwrap_or_default();
+            let field = after.split_whitespace().next().unwrap_or_default();
+            match field.strip_prefix('[').and_then(|f| f.strip_suffix(']')) {
+                Some(f) => optional.insert(f.to_string()),
+                None => required.insert(field.to_string()),
+            };
+        }
+        out.insert(name.trim().to_string(), (required, optional));
+    }
+    out
+}
+
+fn check(defs: &BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>, name: &str, v: &Value, problems: &mut Vec<String>) {
+    let (required, optional) = defs.get(name).unwrap_or_else(|| panic!("no typedef {name} in www/types.js"));
+    let obj = v.as_object().unwrap_or_else(|| panic!("{name} is not an object: {v}"));
+    for k in obj.keys() {
+        if !required.contains(k) && !optional.contains(k) {
+            problems.push(format!("{name}.{k} is written by Rust but not declared in www/types.js"));
+        }
+    }
+    for k in required {
+        if !obj.contains_key(k) {
+            problems.push(format!("{name}.{k} is declared required in www/types.js but Rust did not write it"));
+        }
+    }
+}
+
+fn check_report(defs: &BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>, r: &Value, problems: &mut Vec<String>) {
+    check(defs, "Report", r, problems);
+    for row in r["per_class"].as_array().into_iter().flatten() {
+        check(defs, "ClassRow", row, problems);
+    }
+    for curve in r["roc"].as_object().into_iter().flat_map(|m| m.values()) {
+        for p in curve.as_array().into_iter().flatten() {
+            check(defs, "RocPoint", p, problems);
+        }
+    }
+    for s in r["per_source"].as_object().into_iter().flat_map(|m| m.values()) {
+        check_report(defs, s, problems);
+    }
+}
+
+#[test]
+fn the_manifest_matches_the_page_typedefs() {
+    let defs = typedefs();
+    let m = serde_json::to_value(committed_manifest()).expect("manifest as JSON");
+    let mut problems = Vec::new();
+    check(&defs, "Manifest", &m, &mut problems);
+    let mut reports = 0;
+    for e in m["models"].as_array().expect("models") {
+        check(&defs, "ModelEntry", e, &mut problems);
+        if !e["operating_point"].is_null() {
+            check(&defs, "OperatingPoint", &e["operating_point"], &mut problems);
+        }
+        let t = &e["training"];
+        check(&defs, "TrainingSummary", t, &mut problems);
+        if !t["cross_validation"].is_null() {
+            check(&defs, "CrossValidation", &t["cross_validation"], &mut problems);
+            check_report(&defs, &t["cross_validation"]["pooled_out_of_fold"], &mut problems);
+            reports += 1;
+        }
+        let ev = &e["evaluation"];
+        if e["id"] == "gate" {
+            check(&defs, "GateEvaluation", ev, &mut problems);
+        } else {
+            check(&defs, "ModelEvaluation", ev, &mut problems);
+            for set in ["internal_heldout", "external"] {
+                check_report(&defs, &ev["sets"][set], &mut problems);
+                reports += 1;
+            }
+        }
+    }
+    assert_eq!(reports, 6, "two classifiers × (cross-validation + two sets)");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// An 8-bit PNG of a CT-like phantom (two dark lungs in a body).
+fn phantom_png() -> Vec<u8> {
+    let img = image::GrayImage::from_fn(96, 96, |x, y| {
+        let inside = |cx: f32, rx: f32, ry: f32| ((x as f32 - cx) / rx).powi(2) + ((y as f32 - 48.0) / ry).powi(2) <= 1.0;
+        image::Luma([if inside(32.0, 12.0, 20.0) || inside(64.0, 12.0, 20.0) {
+            25
+        } else if inside(48.0, 42.0, 32.0) {
+            180
+        } else {
+            0
+        }])
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png");
+    out
+}
+
+#[test]
+fn the_engine_results_match_the_page_typedefs() {
+    let defs = typedefs();
+    let m = committed_models();
+    let (a, cur) = pollster::block_on(m.analyze(&phantom_png(), &Request::default())).expect("the phantom is analysed");
+    let v = serde_json::to_value(&a).expect("analysis as JSON");
+    let mut problems = Vec::new();
+    check(&defs, "Analysis", &v, &mut problems);
+    check(&defs, "ImageFacts", &v["image"], &mut problems);
+    check(&defs, "Timings", &v["timings"], &mut problems);
+    check(&defs, "Window", &v["window"], &mut problems);
+    check(&defs, "Verdict", &v["gate"], &mut problems);
+    if !a.refused {
+        check(&defs, "Prediction", &v["prediction"], &mut problems);
+        check(&defs, "Decision", &v["decision"], &mut problems);
+        let h = pollster::block_on(m.explain(&cur, 0, 1, Colormap::Viridis)).expect("a heatmap");
+        check(&defs, "Heatmap", &serde_json::to_value(&h).expect("heatmap as JSON"), &mut problems);
+    }
+    // A forced model: no gate, a prediction and a decision.
+    let req = Request { model: ctxr::infer::analysis::ModelChoice::Ct, ..Request::default() };
+    let (forced, cur) = pollster::block_on(m.analyze(&phantom_png(), &req)).expect("forced CT");
+    let fv = serde_json::to_value(&forced).expect("analysis as JSON");
+    check(&defs, "Analysis", &fv, &mut problems);
+    check(&defs, "Prediction", &fv["prediction"], &mut problems);
+    check(&defs, "Decision", &fv["decision"], &mut problems);
+    let h = pollster::block_on(m.explain(&cur, 1, 4, Colormap::Cividis)).expect("a heatmap");
+    check(&defs, "Heatmap", &serde_json::to_value(&h).expect("heatmap as JSON"), &mut problems);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -1,0 +1,138 @@
+// input.js — one job: take the user's files and feed them to the engine one at a time. Files
+// come from a drop (files or whole folders), the two pickers, or a paste; each becomes a row of
+// the batch and waits in the queue, which is analysed strictly in order so only one file is in
+// memory at a time (a 300-slice folder must not be read at once). A file above the engine's
+// size limit (`page_constants().max_file_bytes`) is refused before it is read.
+import { call } from './rpc.js';
+import { pageState, setStatus } from './status.js';
+import { addRow, markWorking, recordError, recordResult, updateBatch, updateRow } from './batch.js';
+import { show, showError, windowChoice } from './viewer.js';
+
+const $ = (id) => document.getElementById(id);
+const input = {
+  queue: [], // rows waiting to be analysed
+  running: false, // a file is being analysed (the queue or a reopened row)
+  maxFileBytes: null, // the engine's byte budget; unknown until it has started
+};
+
+export function configureInput({ constants }) {
+  input.maxFileBytes = constants.max_file_bytes;
+}
+
+export function enqueue(files) {
+  const list = [...files].filter((f) => f && f.size !== undefined);
+  if (!list.length) return;
+  for (const file of list) {
+    const name = file.webkitRelativePath || file.relPath || file.name || 'pasted image';
+    input.queue.push(addRow(file, name));
+  }
+  updateBatch();
+  pump();
+}
+
+/** Forget the files not analysed yet (the batch was cleared). */
+export function clearQueue() {
+  input.queue = [];
+}
+
+async function walkEntry(entry, prefix, out) {
+  if (entry.isFile) {
+    const file = await new Promise((res, rej) => entry.file(res, rej));
+    file.relPath = prefix + file.name;
+    out.push(file);
+  } else if (entry.isDirectory) {
+    const reader = entry.createReader();
+    for (;;) {
+      const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+      if (!batch.length) break;
+      for (const e of batch) await walkEntry(e, `${prefix}${entry.name}/`, out);
+    }
+  }
+}
+
+export function setupInput() {
+  const drop = $('drop');
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const items = [...(e.dataTransfer.items || [])];
+    const entries = items.map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
+    if (entries.some((en) => en.isDirectory)) {
+      const out = [];
+      for (const en of entries) await walkEntry(en, '', out);
+      out.sort((a, b) => a.relPath.localeCompare(b.relPath, undefined, { numeric: true }));
+      enqueue(out);
+    } else {
+      enqueue(e.dataTransfer.files);
+    }
+  });
+  drop.addEventListener('click', () => $('files').click());
+  drop.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); $('files').click(); }
+  });
+  $('files').addEventListener('change', (e) => { enqueue(e.target.files); e.target.value = ''; });
+  $('folder').addEventListener('change', (e) => {
+    const files = [...e.target.files].sort((a, b) => a.webkitRelativePath.localeCompare(b.webkitRelativePath, undefined, { numeric: true }));
+    enqueue(files);
+    e.target.value = '';
+  });
+  document.addEventListener('paste', (e) => {
+    const files = [...(e.clipboardData?.files || [])];
+    if (files.length) { e.preventDefault(); enqueue(files); }
+  });
+}
+
+/** Analyse the queued files in order; does nothing while the engine is starting or failed. */
+export async function pump() {
+  if (input.running || pageState() === 'loading' || pageState() === 'error') return;
+  input.running = true;
+  try {
+    while (input.queue.length) {
+      const row = input.queue.shift();
+      setStatus('busy');
+      await analyzeRow(row, true);
+      updateBatch();
+    }
+  } finally {
+    input.running = false;
+    if (pageState() === 'busy') setStatus('ready');
+  }
+}
+
+/** Show a finished row again (its file is read anew: results keep no full-size pixels). */
+export async function reopen(row) {
+  if (input.running || row.status === 'queued') return;
+  input.running = true;
+  try { await analyzeRow(row, false); } finally { input.running = false; pump(); }
+}
+
+function request() {
+  return { model: $('model').value, window: windowChoice(), frame: 0 };
+}
+
+function tooLarge(file) {
+  const max = input.maxFileBytes;
+  if (!max || file.size <= max) return null;
+  return { kind: 'file_too_large', message: `the file is ${(file.size / 2 ** 20).toFixed(0)} MB, above the ${max / 2 ** 20} MB limit` };
+}
+
+// `record`: a batch file (its row is updated); otherwise a finished row shown again.
+async function analyzeRow(row, record) {
+  if (record) markWorking(row);
+  const t = performance.now();
+  try {
+    // The byte budget is checked before the file is read into memory (the engine checks it too).
+    const big = tooLarge(row.file);
+    if (big) throw big;
+    const bytes = await row.file.arrayBuffer();
+    const r = await call('analyze', { bytes, request: request() }, [bytes]);
+    if (record) recordResult(row, r, performance.now() - t);
+    show(row, r);
+  } catch (e) {
+    if (record) recordError(row, e, performance.now() - t);
+    showError(row, e);
+  }
+  updateRow(row);
+}

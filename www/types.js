@@ -1,0 +1,261 @@
+// types.js — the JSON contracts between the wasm engine and the page, as JSDoc typedefs: what
+// `weights/manifest.json` holds (read through the same Rust types by the CLI and the model
+// card) and what the engine returns. The native test `contracts` checks that every field the
+// Rust side writes is declared here, and that every required field declared here is written,
+// so the page cannot drift from the engine silently. Import for editor checking only:
+//   /** @typedef {import('./types.js').Analysis} Analysis */
+
+/** @typedef {'gate' | 'ct' | 'cxr'} ModelId */
+/** @typedef {'ct' | 'cxr'} Modality */
+/** @typedef {'webgpu' | 'cpu'} Backend */
+/** @typedef {'dicom' | 'colour' | 'hounsfield' | 'network'} VerdictSource */
+
+/**
+ * @typedef {object} Window
+ * @property {number} center
+ * @property {number} width
+ */
+
+/**
+ * @typedef {object} OperatingPoint
+ * @property {string} positive_class
+ * @property {number} threshold
+ * @property {number} target_sensitivity
+ * @property {number} validation_sensitivity
+ * @property {number} validation_specificity
+ * @property {string} chosen_on
+ */
+
+/**
+ * @typedef {object} ClassRow
+ * @property {string} class
+ * @property {number} [support]
+ * @property {number|null} sensitivity
+ * @property {number|null} specificity
+ * @property {number|null} precision
+ * @property {number|null} f1
+ */
+
+/**
+ * @typedef {object} RocPoint
+ * @property {number} fpr
+ * @property {number} tpr
+ * @property {number} threshold
+ */
+
+/**
+ * Metrics of a model on one labelled set: two classes have `auc` and `positive_class`, more
+ * classes `macro_auc` and `auc_per_class`.
+ * @typedef {object} Report
+ * @property {number} n
+ * @property {number|null} accuracy
+ * @property {string[]} classes
+ * @property {number[][]} confusion
+ * @property {ClassRow[]} per_class
+ * @property {number|null} ece_raw
+ * @property {number|null} ece_calibrated
+ * @property {number|null} temperature
+ * @property {number[]} class_counts
+ * @property {number} [auc]
+ * @property {string} [positive_class]
+ * @property {number} [macro_auc]
+ * @property {Object<string, number|null>} [auc_per_class]
+ * @property {Object<string, RocPoint[]>} [roc]
+ * @property {object} [at_operating_point]
+ * @property {Object<string, Report>} [per_source]
+ * @property {object} [patient_level]
+ * @property {number} [skipped_unknown_labels]
+ * @property {string[]} [failed_to_decode]
+ */
+
+/**
+ * A classifier's evaluation (`ModelEntry.evaluation` of `ct` and `cxr`).
+ * @typedef {object} ModelEvaluation
+ * @property {ModelId} model
+ * @property {'external' | 'internal_heldout'} set
+ * @property {number} n
+ * @property {number|null} accuracy
+ * @property {number} [auc]
+ * @property {number} [macro_auc]
+ * @property {{internal_heldout: Report, external: Report}} sets
+ */
+
+/**
+ * The gate's evaluation (`ModelEntry.evaluation` of `gate`).
+ * @typedef {object} GateEvaluation
+ * @property {Object<string, object>} external_acceptance
+ * @property {object} natural_photos
+ * @property {number} limit
+ */
+
+/**
+ * @typedef {object} CrossValidation
+ * @property {number} folds
+ * @property {string} grouping
+ * @property {number} [auc_mean]
+ * @property {number} [auc_sd]
+ * @property {number} [macro_auc_mean]
+ * @property {number} [macro_auc_sd]
+ * @property {number|null} accuracy_mean
+ * @property {number|null} accuracy_sd
+ * @property {number|null} ece_raw_mean
+ * @property {number|null} ece_after_temperature_mean
+ * @property {number|null} ece_after_temperature_sd
+ * @property {string} ece_note
+ * @property {object[]} per_fold
+ * @property {Report} pooled_out_of_fold
+ */
+
+/**
+ * @typedef {object} TrainingSummary
+ * @property {object} config
+ * @property {Object<string, Object<string, number>>} pool_sources
+ * @property {Object<string, Object<string, number>>} [external_sources]
+ * @property {string} [shipped_model]
+ * @property {CrossValidation} [cross_validation]
+ * @property {string} [trained_on]
+ * @property {string} [validation]
+ * @property {number} [minutes]
+ * @property {string} [machine]
+ */
+
+/**
+ * One model of `weights/manifest.json`.
+ * @typedef {object} ModelEntry
+ * @property {ModelId} id
+ * @property {string} title
+ * @property {Modality|null} modality
+ * @property {string[]} classes
+ * @property {string} record
+ * @property {string} sha256
+ * @property {number} record_bytes
+ * @property {'f16' | 'f32'} dtype
+ * @property {number} params
+ * @property {object} architecture
+ * @property {object} preprocess
+ * @property {number} [temperature]
+ * @property {OperatingPoint} [operating_point]
+ * @property {ModelEvaluation | GateEvaluation} [evaluation]
+ * @property {TrainingSummary} [training]
+ * @property {object} [gate]
+ * @property {string[]} credits
+ * @property {string[]} notes
+ */
+
+/**
+ * @typedef {object} Manifest
+ * @property {number} format_version
+ * @property {string} disclaimer
+ * @property {ModelEntry[]} models
+ */
+
+/**
+ * What the input gate said about a file.
+ * @typedef {object} Verdict
+ * @property {boolean} accepted
+ * @property {Modality|null} modality
+ * @property {VerdictSource} by
+ * @property {string} reason
+ * @property {number[]|null} probabilities
+ * @property {number|null} distance
+ * @property {number|null} threshold
+ */
+
+/**
+ * @typedef {object} Prediction
+ * @property {string[]} classes
+ * @property {number[]} logits
+ * @property {number[]} probabilities
+ * @property {string} label
+ * @property {number} label_index
+ */
+
+/**
+ * The decision at the model's stored operating point.
+ * @typedef {object} Decision
+ * @property {string} label
+ * @property {number} index
+ * @property {string} positive_class
+ * @property {number} threshold
+ * @property {number} target_sensitivity
+ * @property {string} rule
+ */
+
+/**
+ * @typedef {object} Timings
+ * @property {number} decode_ms
+ * @property {number} gate_ms
+ * @property {number} preprocess_ms
+ * @property {number} model_ms
+ * @property {number} total_ms
+ */
+
+/**
+ * What the decoder found (`Analysis.image`).
+ * @typedef {object} ImageFacts
+ * @property {string} format
+ * @property {number} width
+ * @property {number} height
+ * @property {string} intensity
+ * @property {number} bits_stored
+ * @property {number} source_channels
+ * @property {boolean} float_samples
+ * @property {string} photometric
+ * @property {Window[]} windows
+ * @property {string|null} modality
+ * @property {string|null} body_part
+ * @property {number} frame
+ * @property {number} frames
+ * @property {object|null} dicom
+ * @property {number} replaced_non_finite
+ * @property {number} colourfulness
+ */
+
+/**
+ * The engine's result for one file (`display` and `seen` arrive as Uint8Arrays besides).
+ * @typedef {object} Analysis
+ * @property {ImageFacts} image
+ * @property {Verdict|null} gate
+ * @property {boolean} refused
+ * @property {ModelId|null} model
+ * @property {string|null} model_title
+ * @property {boolean} evaluated
+ * @property {Prediction|null} prediction
+ * @property {Decision|null} decision
+ * @property {Window} window
+ * @property {string[]} layers
+ * @property {Timings} timings
+ * @property {Backend} backend
+ * @property {number} display_width
+ * @property {number} display_height
+ * @property {number} seen_size
+ */
+
+/**
+ * A Grad-CAM heatmap (`rgba` arrives as a Uint8Array besides).
+ * @typedef {object} Heatmap
+ * @property {number} class
+ * @property {string} class_name
+ * @property {number} layer
+ * @property {string} layer_name
+ * @property {string} colormap
+ * @property {number} peak
+ * @property {number} score
+ * @property {number} map_width
+ * @property {number} map_height
+ * @property {number} width
+ * @property {number} height
+ * @property {number} ms
+ */
+
+/**
+ * What the page must not repeat: the engine's `page_constants()`.
+ * @typedef {object} PageConstants
+ * @property {number} max_file_bytes
+ * @property {number} display_max_side
+ * @property {{id: string, label: string, center: number, width: number}[]} window_presets
+ * @property {string[]} colormaps
+ * @property {Backend[]} backends
+ */
+
+export {};
