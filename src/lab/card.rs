@@ -19,7 +19,7 @@ fn auc_name(binary: bool) -> (&'static str, &'static str) {
 }
 
 fn set_table(out: &mut String, name: &str, r: &Report) {
-    let (key, label) = auc_name(r.auc.is_some() || r.positive_class.is_some());
+    let (key, label) = auc_name(r.is_binary());
     let _ = writeln!(
         out,
         "**{name}** — n = {}, accuracy {}, {label} {}, ECE {} → {} after temperature scaling (T = {})\n",

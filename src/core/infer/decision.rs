@@ -10,65 +10,37 @@ use serde::Serialize;
 use crate::model::{ModelEntry, OperatingPoint};
 
 /// The floating-point types probabilities are computed in: `f32` at inference (what the
-/// page shows), `f64` in the metrics.
-pub trait Real: Copy + PartialOrd + Sum + Sub<Output = Self> + Div<Output = Self> {
-    fn from_f32(v: f32) -> Self;
-    fn from_usize(v: usize) -> Self;
+/// page shows), `f64` in the metrics. Both widen exactly to `f64` and take `f32` logits exactly.
+pub trait Real: Copy + PartialOrd + Sum + Sub<Output = Self> + Div<Output = Self> + From<f32> + Into<f64> {
     fn exp(self) -> Self;
     fn is_finite(self) -> bool;
-    /// The value as `f64` (exact for both implementors).
-    fn widen(self) -> f64;
-    const ZERO: Self;
-    const ONE: Self;
 }
 
-impl Real for f32 {
-    fn from_f32(v: f32) -> Self {
-        v
-    }
-    fn from_usize(v: usize) -> Self {
-        v as f32
-    }
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
-    fn is_finite(self) -> bool {
-        f32::is_finite(self)
-    }
-    fn widen(self) -> f64 {
-        f64::from(self)
-    }
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
+macro_rules! real {
+    ($($t:ty),*) => {$(
+        impl Real for $t {
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+        }
+    )*};
 }
-
-impl Real for f64 {
-    fn from_f32(v: f32) -> Self {
-        f64::from(v)
-    }
-    fn from_usize(v: usize) -> Self {
-        v as f64
-    }
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-    fn is_finite(self) -> bool {
-        f64::is_finite(self)
-    }
-    fn widen(self) -> f64 {
-        self
-    }
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
+real!(f32, f64);
 
 /// Numerically stable softmax of `logits / t`, computed in `F`. Logits that sum to nothing
 /// usable (non-finite) give the uniform distribution rather than NaNs.
 pub fn softmax<F: Real>(logits: &[f32], t: F) -> Vec<F> {
-    let m = F::from_f32(logits.iter().copied().fold(f32::NEG_INFINITY, f32::max));
-    let e: Vec<F> = logits.iter().map(|&l| ((F::from_f32(l) - m) / t).exp()).collect();
+    let m = F::from(logits.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+    let e: Vec<F> = logits.iter().map(|&l| ((F::from(l) - m) / t).exp()).collect();
     let s: F = e.iter().copied().sum();
-    if s > F::ZERO && s.is_finite() { e.into_iter().map(|v| v / s).collect() } else { vec![F::ONE / F::from_usize(logits.len().max(1)); logits.len()] }
+    if s > F::from(0.0) && s.is_finite() {
+        e.into_iter().map(|v| v / s).collect()
+    } else {
+        vec![F::from(1.0) / F::from(logits.len().max(1) as f32); logits.len()]
+    }
 }
 
 /// Index of the largest value (the first of equals; 0 for an empty slice; a NaN never wins
@@ -89,7 +61,7 @@ impl OperatingPoint {
     /// reaches the threshold, otherwise the most probable of the other classes.
     pub fn decide<F: Real>(&self, probs: &[F], classes: &[String]) -> usize {
         match classes.iter().position(|c| *c == self.positive_class) {
-            Some(p) if probs.get(p).is_some_and(|&q| q.widen() >= self.threshold) => p,
+            Some(p) if probs.get(p).is_some_and(|&q| Into::<f64>::into(q) >= self.threshold) => p,
             Some(p) => {
                 let mut best: Option<usize> = None;
                 for (i, &q) in probs.iter().enumerate() {

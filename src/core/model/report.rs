@@ -96,6 +96,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// A two-class report (with `auc` and `positive_class`), else a report of more classes.
+    pub fn is_binary(&self) -> bool {
+        self.positive_class.is_some()
+    }
+
     /// The threshold-free headline: the AUC of a two-class model, the macro AUC otherwise.
     pub fn headline_auc(&self) -> Option<f64> {
         self.auc.or(self.macro_auc)

@@ -3,7 +3,6 @@
 //! The lab's training runs call it natively; it compiles for wasm so that the page can adapt
 //! a model on a user's images with the same step.
 
-use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -72,11 +71,6 @@ pub fn step(model: Cnn, optim: &mut ModuleOptimizer, loss_fn: &CrossEntropyLoss,
     let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default();
     let correct = pred.iter().zip(&batch.labels).filter(|(a, b)| a == b).count();
     (model, StepOutcome { loss, correct, images: n })
-}
-
-/// The inference copy of a trained model.
-pub fn inference(model: &Cnn) -> Cnn {
-    model.valid()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ fn opt(v: Option<f64>) -> String {
 }
 
 fn print_set(name: &str, r: &Report) {
-    let key = if r.positive_class.is_some() { "auc" } else { "macro_auc" };
+    let key = if r.is_binary() { "auc" } else { "macro_auc" };
     println!("{name}: n {} accuracy {} {key} {} ECE {} (T={})", r.n, opt(r.accuracy), opt(r.headline_auc()), opt(r.ece_calibrated), opt(r.temperature));
     for c in &r.per_class {
         let support = c.support.map(|s| s.to_string()).unwrap_or_else(|| "null".into());
