@@ -355,6 +355,7 @@ function renderClassifier(entry, disclaimer) {
   const ext = isObj(sets.external) ? sets.external : ev;
   const classes = arr(entry.classes);
   sec.append(heading(3, str(entry.title || entry.id), sec));
+  if (entry.definition) sec.append(el('p', 'mc-definition', `What it decides: ${str(entry.definition)}`));
   safely(sec, () => facts(entry));
 
   sec.append(el('h4', null, 'Headline numbers'));
@@ -397,12 +398,39 @@ function renderClassifier(entry, disclaimer) {
     if (cv.ece_note) sec.append(el('p', 'mc-muted', `ECE note: ${cv.ece_note}.`));
   }
 
+  const loso = obj(tr.leave_one_source_out);
+  if (arr(loso.runs).length) {
+    sec.append(el('h4', null, 'Leave one source out (a hospital it never saw)'));
+    sec.append(el('p', 'mc-muted', `Mean ${aucLabel(entry)} ${fmt(loso.mean_auc)}: ${str(loso.note)}.`));
+    safely(sec, () => table('One model per left-out source, tested on that source', ['Left-out source', 'n', aucLabel(entry), 'Accuracy', 'Minutes'],
+      arr(loso.runs).map(obj).map((r) => [str(r.source), int(obj(r.report).n), fmt(aucOf(obj(r.report))), fmt(obj(r.report).accuracy), fmt(r.minutes)])));
+  }
+  const audit = obj(ev.audit);
+  if (arr(audit.shortcuts).length) {
+    sec.append(el('h4', null, 'Shortcut audit'));
+    const shares = (m) => Object.entries(obj(m)).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
+    safely(sec, () => table('What the model calls images without its positive disease (share of each class)', ['Set', 'n', 'By arg-max', 'At the operating point'],
+      arr(audit.shortcuts).map(obj).map((c) => [str(c.set), int(c.n), shares(c.by_argmax), shares(c.at_operating_point)])));
+  }
+  if (arr(audit.attention).length) {
+    sec.append(el('h4', null, 'Where the heatmaps look'));
+    safely(sec, () => table('Share of Grad-CAM maps of the positive class whose hottest cell lies mostly on the lungs, next to the share of cells that do (what a map peaking at random would score)', ['Set', 'Class', 'Stage', 'Maps', 'Peak on the lungs', 'Lung cells (chance)', 'No lung mask'],
+      arr(audit.attention).map(obj).map((c) => [str(c.set), str(c.class), int(c.layer), int(c.n), fmt(c.peak_in_lungs), fmt(c.lung_cells), int(c.without_mask)])));
+  }
+  if (arr(audit.invariance).length) {
+    sec.append(el('h4', null, 'Invariance check'));
+    sec.append(el('p', 'mc-muted', `Each image classified as the file and again ${str(obj(arr(audit.invariance)[0]).transform)}.`));
+    safely(sec, () => table('Agreement between the two pipelines', ['Set', 'n', 'Arg-max agreement', 'Decision agreement', 'Median |ΔP|', '90th percentile |ΔP|'],
+      arr(audit.invariance).map(obj).map((c) => [str(c.set), int(c.n), fmt(c.argmax_agreement), fmt(c.decision_agreement), fmt(c.median_abs_delta_p), fmt(c.p90_abs_delta_p)])));
+  }
+
   const cfg = obj(tr.config);
   const d = sec.appendChild(el('details', 'mc-training'));
   d.append(el('summary', null, 'Training configuration'));
   safely(d, () => kvTable('Training configuration', {
     epochs: cfg.epochs, batch: cfg.batch, 'learning rate': cfg.lr, 'weight decay': cfg.weight_decay,
-    'input size': cfg.input_size, 'class-weighted loss': cfg.class_weighted_loss, augmentation: cfg.augment,
+    'input size': cfg.input_size, framing: cfg.framing, 'grey levels': cfg.tone, sampling: cfg.sampling, 'data plan': cfg.data,
+    'class-weighted loss': cfg.class_weighted_loss, augmentation: cfg.augment,
     'shipped model': tr.shipped_model, minutes: tr.minutes, machine: tr.machine,
   }));
   footer(sec, entry, disclaimer);
@@ -413,8 +441,9 @@ function renderGate(entry, disclaimer) {
   const sec = el('section', 'mc-model mc-gate');
   const ev = obj(entry.evaluation), tr = obj(entry.training);
   sec.append(heading(3, str(entry.title || 'Input gate'), sec));
+  if (entry.definition) sec.append(el('p', 'mc-definition', `What it decides: ${str(entry.definition)}`));
   safely(sec, () => facts(entry));
-  const acc = Object.entries(obj(ev.external_acceptance));
+  const acc = Object.entries(obj(ev.acceptance));
   sec.append(el('h4', null, 'Acceptance of external medical images'));
   safely(sec, () => (acc.length ? table('Images accepted and routed to the right model, per external set',
     ['Set', 'n', 'Accepted', 'Accepted rate', 'Routed correctly', 'Routed rate'],

@@ -16,6 +16,7 @@ const engine = {
   backend: 'auto', // what the user asked for: 'auto' or one of the engine's backends
   generation: 0, // the newest start; replies to older ones are ignored
   cardDrawn: false,
+  ready: false, // the first start finished (later downloads are on-demand models)
 };
 
 async function initEngine() {
@@ -31,6 +32,7 @@ async function initEngine() {
     const times = Object.entries(r.times || {}).map(([k, v]) => `${engineName(k)} ${v.toFixed(1)} ms`).join(', ');
     $('version').textContent = r.version;
     $('load').hidden = true;
+    engine.ready = true;
     if (!engine.cardDrawn) {
       renderModelCard($('card-body'), r.manifest);
       engine.cardDrawn = true;
@@ -44,7 +46,13 @@ async function initEngine() {
   }
 }
 
-function showProgress(got, total) {
+// The gate comes with the engine; a CT or X-ray model is fetched when the first image that
+// needs it arrives, and the bar shows again for that download.
+const MODEL_WORDS = { gate: 'the input gate', ct: 'the CT model (first CT image)', cxr: 'the X-ray model (first X-ray)' };
+
+function showProgress(got, total, model) {
+  $('load-label').textContent = `Downloading ${MODEL_WORDS[model] || 'the models'}`;
+  if (engine.ready) $('load').hidden = got >= total;
   $('load-bar').max = total || 1;
   $('load-bar').value = got;
   $('load-text').textContent = `${(got / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;

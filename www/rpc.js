@@ -20,7 +20,7 @@ function spawn() {
   const w = new Worker('worker.js', { type: 'module' });
   w.onmessage = (ev) => {
     const m = ev.data;
-    if (m.type === 'progress') return rpc.onProgress(m.got, m.total);
+    if (m.type === 'progress') return rpc.onProgress(m.got, m.total, m.model);
     if (typeof m.requests === 'number') { rpc.requests = m.requests; rpc.onRequests(m.requests); }
     const p = rpc.pending.get(m.id);
     if (!p) return;

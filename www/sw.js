@@ -1,8 +1,10 @@
 // sw.js — makes the page work offline after the first visit: on install it caches the app
-// shell, the wasm build and the weights (same origin only); afterwards every same-origin GET
-// goes to the network first (so a new deployment is picked up) and falls back to the cache
-// when offline. Requests to other origins are never made or answered.
-const CACHE = 'ctxr-v2';
+// shell, the wasm build and the input gate's weights (same origin only); afterwards every
+// same-origin GET goes to the network first (so a new deployment is picked up), is cached, and
+// falls back to the cache when offline. A CT or X-ray model is therefore cached when the page
+// first needs it, never downloaded in advance. Requests to other origins are never made or
+// answered.
+const CACHE = 'ctxr-v3';
 const SHELL = [
   './', 'index.html', 'style.css',
   'main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'card.js', 'worker.js',
@@ -14,7 +16,7 @@ self.addEventListener('install', (event) => {
     const cache = await caches.open(CACHE);
     await cache.addAll(SHELL);
     const manifest = await (await cache.match('weights/manifest.json')).json();
-    await cache.addAll(manifest.models.filter((m) => m.record).map((m) => `weights/${m.record}`));
+    await cache.addAll(manifest.models.filter((m) => m.record && m.id === 'gate').map((m) => `weights/${m.record}`));
     await self.skipWaiting();
   })());
 });

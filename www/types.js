@@ -78,12 +78,54 @@
  * @property {number} [auc]
  * @property {number} [macro_auc]
  * @property {{internal_heldout: Report, external: Report}} sets
+ * @property {Audit} [audit]
+ */
+
+/**
+ * What a model calls one set of images without its positive disease.
+ * @typedef {object} ShortcutCheck
+ * @property {string} set
+ * @property {number} n
+ * @property {Object<string, number>} by_argmax
+ * @property {Object<string, number>} at_operating_point
+ */
+
+/**
+ * The same images through two pipelines.
+ * @typedef {object} InvarianceCheck
+ * @property {string} set
+ * @property {string} transform
+ * @property {number} n
+ * @property {number} argmax_agreement
+ * @property {number} decision_agreement
+ * @property {number} median_abs_delta_p
+ * @property {number} p90_abs_delta_p
+ */
+
+/**
+ * Shortcut audit and invariance check (`ModelEvaluation.audit`).
+ * @typedef {object} Audit
+ * @property {ShortcutCheck[]} shortcuts
+ * @property {InvarianceCheck[]} invariance
+ * @property {AttentionCheck[]} attention
+ */
+
+/**
+ * Where Grad-CAM looks on images of the positive class.
+ * @typedef {object} AttentionCheck
+ * @property {string} set
+ * @property {string} class
+ * @property {number} layer
+ * @property {number} n
+ * @property {number} peak_in_lungs
+ * @property {number} lung_cells
+ * @property {number} without_mask
  */
 
 /**
  * The gate's evaluation (`ModelEntry.evaluation` of `gate`).
  * @typedef {object} GateEvaluation
- * @property {Object<string, object>} external_acceptance
+ * @property {Object<string, object>} acceptance
  * @property {object} natural_photos
  * @property {number} limit
  */
@@ -117,6 +159,24 @@
  * @property {string} [validation]
  * @property {number} [minutes]
  * @property {string} [machine]
+ * @property {LeaveOneSourceOut} [leave_one_source_out]
+ */
+
+/**
+ * One leave-one-source-out run.
+ * @typedef {object} SourceHeldOut
+ * @property {string} source
+ * @property {Object<string, Object<string, number>>} trained_on
+ * @property {number} minutes
+ * @property {Report} report
+ */
+
+/**
+ * Leave-one-source-out evaluation (`TrainingSummary.leave_one_source_out`).
+ * @typedef {object} LeaveOneSourceOut
+ * @property {SourceHeldOut[]} runs
+ * @property {number|null} mean_auc
+ * @property {string} note
  */
 
 /**
@@ -124,6 +184,7 @@
  * @typedef {object} ModelEntry
  * @property {ModelId} id
  * @property {string} title
+ * @property {string} [definition]
  * @property {Modality|null} modality
  * @property {string[]} classes
  * @property {string} record

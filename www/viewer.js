@@ -118,14 +118,18 @@ export function show(row, r) {
   $('seen').parentElement.hidden = false;
   $('overlay').parentElement.hidden = false;
   viewer.heat = null;
-  const ev = (viewer.manifest?.models || []).find((x) => x.id === r.model)?.evaluation;
-  const ext = ev ? (ev.auc ?? ev.macro_auc) : null;
+  const entry = (viewer.manifest?.models || []).find((x) => x.id === r.model);
+  const ev = entry?.evaluation;
+  // The "new hospital" number: leave-one-source-out when measured, else the external sets'.
+  const loso = entry?.training?.leave_one_source_out?.mean_auc;
+  const ext = typeof loso === 'number' ? loso : ev ? (ev.auc ?? ev.macro_auc) : null;
   const weak = typeof ext === 'number' && ext < 0.75;
+  $('model-read').textContent = entry ? `Read by the ${entry.title} model. ${entry.definition || ''}` : '';
   m.hidden = !!r.evaluated && !weak;
   m.className = 'message refused';
   m.dataset.kind = r.evaluated ? 'weak_model' : 'unevaluated';
   m.textContent = !r.evaluated ? 'These weights carry no evaluation: the numbers below mean nothing.'
-    : weak ? `Caution: on images from a hospital it never saw, this model scored AUC ${ext.toFixed(2)} (0.5 is chance). It does not generalise; read its output as a teaching example of domain shift (see the model card).` : '';
+    : weak ? `Caution: on images from ${typeof loso === 'number' ? 'sources it was never trained on (leave-one-source-out)' : 'a hospital it never saw'}, this model scored AUC ${ext.toFixed(2)} (0.5 is chance). It does not generalise; read its output as a teaching example of domain shift (see the model card).` : '';
   const p = r.prediction;
   $('prediction').hidden = false;
   $('decision').textContent = r.decision ? r.decision.label : p.label;

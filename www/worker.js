@@ -1,5 +1,6 @@
-// worker.js — one job: run the model off the main thread. It fetches the manifest and the weights
-// (same origin, cached by the service worker), starts the wasm engine on the faster of
+// worker.js — one job: run the model off the main thread. It fetches the manifest and the input
+// gate's weights (same origin, cached by the service worker), fetches a CT or X-ray model only
+// when the first image that needs it arrives, starts the wasm engine on the faster of
 // WebGPU and the CPU (measured, unless the page asks for one), and answers the page's
 // requests one at a time: {id, op, ...} → {id, ok, result | error}. Its `init` reply carries
 // the engine's page constants (file-size limit, window presets, colour maps), so the page
@@ -42,21 +43,37 @@ async function fetchBytes(url, onProgress) {
   return out;
 }
 
-async function loadAll(onProgress) {
+// Fetch model records into `records`, reporting bytes of this batch as they arrive.
+async function fetchModels(models, onProgress) {
+  const total = models.reduce((s, m) => s + (m.record_bytes || 0), 0);
+  const done = {};
+  for (const m of models) {
+    records[m.id] = await fetchBytes(`weights/${m.record}`, (got) => {
+      done[m.id] = got;
+      onProgress(Object.values(done).reduce((a, b) => a + b, 0), total, m.id);
+    });
+  }
+}
+
+// The manifest, then the models needed before any image: the gate (every model when the
+// manifest has none, since nothing could route an image then).
+async function loadStart(onProgress) {
   const res = await fetch('weights/manifest.json');
   if (!res.ok) throw { kind: 'download', message: `could not download the manifest (HTTP ${res.status})` };
   const text = await res.text();
   manifest = { text, json: JSON.parse(text) };
   const models = manifest.json.models.filter((m) => m.record);
-  const total = models.reduce((s, m) => s + (m.record_bytes || 0), 0);
-  const done = {};
+  const gate = models.filter((m) => m.id === 'gate');
   records = {};
-  for (const m of models) {
-    records[m.id] = await fetchBytes(`weights/${m.record}`, (got) => {
-      done[m.id] = got;
-      onProgress(Object.values(done).reduce((a, b) => a + b, 0), total);
-    });
-  }
+  await fetchModels(gate.length ? gate : models, onProgress);
+}
+
+// A model the engine asked for (`model_not_loaded`): fetch it and load it on the running engine.
+async function loadOnDemand(id) {
+  const m = manifest.json.models.find((x) => x.id === id && x.record);
+  if (!m || records[id]) throw { kind: 'model_not_loaded', message: `the ${id} model is not in the manifest` };
+  await fetchModels([m], (got, total) => post({ type: 'progress', got, total, model: id }));
+  engine.load_model(id, records[id]);
 }
 
 async function start(backend) {
@@ -65,8 +82,8 @@ async function start(backend) {
   return e;
 }
 
-// The model the backends are timed on: the first classifier of the manifest.
-const benchModel = () => (manifest.json.models.find((m) => m.modality) || manifest.json.models[0]).id;
+// The model the backends are timed on: one that is always loaded first.
+const benchModel = () => Object.keys(records)[0];
 
 async function choose(preference) {
   const hasGpu = typeof navigator !== 'undefined' && !!navigator.gpu;
@@ -98,7 +115,7 @@ const ops = {
       throw { kind: 'internal', message: 'this build of the engine has no page_constants(): rebuild www/pkg' };
     }
     const constants = ctxr.page_constants();
-    if (!records) await loadAll((got, total) => post({ type: 'progress', got, total }));
+    if (!records) await loadStart((got, total, model) => post({ type: 'progress', got, total, model }));
     if (engine) { engine.free(); engine = null; }
     choice = await choose(backend);
     engine = choice.engine;
@@ -114,7 +131,15 @@ const ops = {
     };
   },
   async analyze({ bytes, request }) {
-    const r = await engine.analyze(new Uint8Array(bytes), request || {});
+    const input = new Uint8Array(bytes);
+    let r;
+    try {
+      r = await engine.analyze(input, request || {});
+    } catch (e) {
+      if (!(e && e.kind === 'model_not_loaded' && e.model)) throw e;
+      await loadOnDemand(e.model);
+      r = await engine.analyze(input, request || {});
+    }
     return [r, [r.display.buffer, r.seen.buffer]];
   },
   async rewindow({ window }) {

@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use ctxr::model::report::{ClassRow, Evaluation, Report};
-use ctxr::model::{Manifest, RecordDtype};
+use ctxr::model::report::{Audit, ClassRow, Evaluation, LeaveOneSourceOut, Report};
+use ctxr::model::{Manifest, RecordDtype, Sampling};
 
 fn f(v: Option<f64>) -> String {
     match v {
@@ -13,9 +13,9 @@ fn f(v: Option<f64>) -> String {
     }
 }
 
-/// How the headline AUC of a report is named: "AUC" for two classes, "MACRO AUC" otherwise.
+/// How the headline AUC of a report is named: "AUC" for two classes, "macro AUC" otherwise.
 fn auc_name(binary: bool) -> (&'static str, &'static str) {
-    if binary { ("auc", "AUC") } else { ("macro_auc", "MACRO AUC") }
+    if binary { ("auc", "AUC") } else { ("macro_auc", "macro AUC") }
 }
 
 fn set_table(out: &mut String, name: &str, r: &Report) {
@@ -81,6 +81,9 @@ pub fn render(m: &Manifest) -> String {
     let mut out = String::new();
     for e in &m.models {
         let _ = writeln!(out, "### {} (`{}`)\n", e.title, e.id);
+        if let Some(d) = &e.definition {
+            let _ = writeln!(out, "**What it decides.** {d}\n");
+        }
         let dtype = match e.dtype {
             RecordDtype::F16 => "f16",
             RecordDtype::F32 => "f32",
@@ -97,15 +100,31 @@ pub fn render(m: &Manifest) -> String {
                 _ => String::new(),
             };
             let loss = if cfg.class_weighted_loss { "class-weighted" } else { "unweighted" };
+            let draws = match cfg.sampling {
+                Sampling::EveryImage => "every training image once per epoch".to_string(),
+                Sampling::BalancedWithinSource { images, max_boost } => format!(
+                    "{images} draws per epoch, balanced within each source (each label a source has carries equal weight; sources weighted by the square root of their size; no image boosted more than {max_boost}×)"
+                ),
+            };
             let _ = writeln!(
                 out,
-                "Training: {} epochs, batch {}, AdamW lr {} (cosine), weight decay {:.0e}, {loss} cross-entropy, seed {}{took}.\n",
+                "Training: {} epochs, batch {}, AdamW lr {} (cosine), weight decay {:.0e}, {loss} cross-entropy, {draws}, seed {}{took}. Input: {:?} framing, {:?} grey levels.\n",
                 cfg.epochs,
                 cfg.batch,
                 cfg.lr,
                 f64::from(cfg.weight_decay),
-                cfg.seed
+                cfg.seed,
+                e.preprocess.framing,
+                e.preprocess.tone
             );
+            let sources: Vec<String> =
+                t.pool_sources.iter().map(|(s, c)| format!("{s} ({})", c.iter().map(|(l, n)| format!("{l} {n}")).collect::<Vec<_>>().join(", "))).collect();
+            let _ = writeln!(out, "Trained and cross-validated on: {}.\n", sources.join("; "));
+            if let Some(ext) = &t.external_sources {
+                let sources: Vec<String> =
+                    ext.iter().map(|(s, c)| format!("{s} ({})", c.iter().map(|(l, n)| format!("{l} {n}")).collect::<Vec<_>>().join(", "))).collect();
+                let _ = writeln!(out, "Never trained on (external): {}.\n", sources.join("; "));
+            }
             if let Some(cv) = &t.cross_validation {
                 let (key, label) = auc_name(cv.auc_mean.is_some());
                 let (mean, sd) = cv.headline_auc();
@@ -143,6 +162,9 @@ pub fn render(m: &Manifest) -> String {
                     let _ = writeln!(out);
                 }
             }
+            if let Some(l) = &t.leave_one_source_out {
+                loso_table(&mut out, l);
+            }
         }
         if let Some(op) = &e.operating_point {
             let _ = writeln!(
@@ -161,13 +183,16 @@ pub fn render(m: &Manifest) -> String {
             Some(Evaluation::Model(ev)) => {
                 set_table(&mut out, "Shipped model, external test sets (never used for training or selection)", &ev.sets.external);
                 set_table(&mut out, "Shipped model, its held-out fold (internal; patients never trained on)", &ev.sets.internal_heldout);
+                if let Some(a) = &ev.audit {
+                    audit_tables(&mut out, a);
+                }
             }
             Some(Evaluation::Gate(ev)) => {
                 let _ = writeln!(out, "Gate checks:\n\n| set | n | accepted | routed to the right model |\n|---|---|---|---|");
-                for (k, v) in &ev.external_acceptance {
+                for (k, v) in &ev.acceptance {
                     let _ = writeln!(
                         out,
-                        "| external {k} | {} | {} ({}) | {} ({}) |",
+                        "| {k} | {} | {} ({}) | {} ({}) |",
                         v.n,
                         v.accepted,
                         f(Some(v.accepted_rate)),
@@ -192,6 +217,85 @@ pub fn render(m: &Manifest) -> String {
         }
     }
     out
+}
+
+fn shares(m: &std::collections::BTreeMap<String, f64>) -> String {
+    m.iter().map(|(c, v)| format!("{c} {}", f(Some(*v)))).collect::<Vec<_>>().join(", ")
+}
+
+fn loso_table(out: &mut String, l: &LeaveOneSourceOut) {
+    let _ = writeln!(
+        out,
+        "**Leave-one-source-out** (the \"new hospital\" number: {}): mean AUC {}.\n\n| left-out source | n | labels | AUC | accuracy | per-class sensitivity | minutes |\n|---|---|---|---|---|---|---|",
+        l.note,
+        f(l.mean_auc)
+    );
+    for r in &l.runs {
+        let rep = &r.report;
+        let labels: Vec<String> = rep.classes.iter().zip(&rep.class_counts).filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
+        let sens: Vec<String> = rep.per_class.iter().filter(|c| c.support.unwrap_or(0) > 0).map(|c| format!("{} {}", c.class, f(c.sensitivity))).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {:.0} |",
+            r.source,
+            rep.n,
+            labels.join(", "),
+            f(rep.headline_auc()),
+            f(rep.accuracy),
+            sens.join(", "),
+            r.minutes
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn audit_tables(out: &mut String, a: &Audit) {
+    let _ = writeln!(
+        out,
+        "**Shortcut audit** — what the shipped model calls images without its positive disease (share of each class):\n\n| set | n | by arg-max | at the operating point |\n|---|---|---|---|"
+    );
+    for c in &a.shortcuts {
+        let _ = writeln!(out, "| {} | {} | {} | {} |", c.set, c.n, shares(&c.by_argmax), shares(&c.at_operating_point));
+    }
+    if let Some(first) = a.invariance.first() {
+        let _ = writeln!(
+            out,
+            "\n**Invariance check** — each image classified as the file and again {}:\n\n| set | n | arg-max agreement | decision agreement | median \\|ΔP\\| | 90th percentile \\|ΔP\\| |\n|---|---|---|---|---|---|",
+            first.transform
+        );
+        for c in &a.invariance {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                c.set,
+                c.n,
+                f(Some(c.argmax_agreement)),
+                f(Some(c.decision_agreement)),
+                f(Some(c.median_abs_delta_p)),
+                f(Some(c.p90_abs_delta_p))
+            );
+        }
+    }
+    if !a.attention.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n**Grad-CAM attention** — share of the maps of the positive class whose hottest cell lies mostly on the lungs (dark regions of the model's input, holes filled; for CT the input is the lung crop, for X-rays the enclosed dark fields), next to the share of cells that do (what a map peaking at random would score):\n\n| set | class | stage | maps | peak on the lungs | lung cells (chance) | no lung mask |\n|---|---|---|---|---|---|---|"
+        );
+        for c in &a.attention {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                c.set,
+                c.class,
+                c.layer,
+                c.n,
+                f(Some(c.peak_in_lungs)),
+                f(Some(c.lung_cells)),
+                c.without_mask
+            );
+        }
+    }
+    let _ = writeln!(out);
 }
 
 /// Replace the text between the generated-section markers of `card` with `tables`.

@@ -101,8 +101,14 @@ fn error(kind: &str, message: &str) -> JsValue {
     o.into()
 }
 
+/// `{kind, message}`, plus `model` (its id) when a model that is not loaded yet is needed, so
+/// the worker can fetch it on demand and ask again.
 fn analyze_error(e: &AnalyzeError) -> JsValue {
-    error(e.kind(), &e.to_string())
+    let o = error(e.kind(), &e.to_string());
+    if let AnalyzeError::ModelNotLoaded(id) = e {
+        let _ = Reflect::set(&o, &"model".into(), &id.name().into());
+    }
+    o
 }
 
 fn model_id(id: &str) -> Result<ModelId, JsValue> {

@@ -94,6 +94,13 @@ fn the_manifest_matches_the_page_typedefs() {
             check_report(&defs, &t["cross_validation"]["pooled_out_of_fold"], &mut problems);
             reports += 1;
         }
+        if !t["leave_one_source_out"].is_null() {
+            check(&defs, "LeaveOneSourceOut", &t["leave_one_source_out"], &mut problems);
+            for r in t["leave_one_source_out"]["runs"].as_array().into_iter().flatten() {
+                check(&defs, "SourceHeldOut", r, &mut problems);
+                check_report(&defs, &r["report"], &mut problems);
+            }
+        }
         let ev = &e["evaluation"];
         if e["id"] == "gate" {
             check(&defs, "GateEvaluation", ev, &mut problems);
@@ -102,6 +109,18 @@ fn the_manifest_matches_the_page_typedefs() {
             for set in ["internal_heldout", "external"] {
                 check_report(&defs, &ev["sets"][set], &mut problems);
                 reports += 1;
+            }
+            if !ev["audit"].is_null() {
+                check(&defs, "Audit", &ev["audit"], &mut problems);
+                for c in ev["audit"]["shortcuts"].as_array().into_iter().flatten() {
+                    check(&defs, "ShortcutCheck", c, &mut problems);
+                }
+                for c in ev["audit"]["invariance"].as_array().into_iter().flatten() {
+                    check(&defs, "InvarianceCheck", c, &mut problems);
+                }
+                for c in ev["audit"]["attention"].as_array().into_iter().flatten() {
+                    check(&defs, "AttentionCheck", c, &mut problems);
+                }
             }
         }
     }

@@ -15,6 +15,10 @@
 //! 4. Their bounding box, widened by 8 % per side, is accepted only when it is large (≥ 8 % of
 //!    the image) and spans the centre column (two lungs, not one); otherwise `None` and the
 //!    whole image is used.
+//!
+//! [`lung_mask`] returns the same dark regions as a mask (with the holes inside them, where
+//! lesions brighter than lung lie, filled), so the evaluation can say whether a heatmap's peak
+//! lies on the lungs.
 
 /// A box in pixel coordinates of the image it was found in (`x1`, `y1` exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +125,65 @@ pub fn lung_box(unit: &[f32], w: u32, h: u32) -> Option<PixelBox> {
     (b.x1 > b.x0 + 8 && b.y1 > b.y0 + 8).then_some(b)
 }
 
+/// The lungs of `unit` (`w × h` values in [0, 1], a windowed image, not equalised): the dark
+/// pixels by Otsu's threshold (near-black ignored), opened with a 3×3 element, with the holes
+/// inside them filled. With `enclosed_only` dark regions touching the border (air around the
+/// body, the film's edge) are left out, as for a full slice or a radiograph; without it they
+/// count, as for a slice already cropped to its lungs, whose edges cut through them. `None`
+/// when there is no threshold or no lung.
+pub fn lung_mask(unit: &[f32], w: usize, h: usize, enclosed_only: bool) -> Option<Vec<bool>> {
+    if w < 8 || h < 8 || unit.len() != w * h {
+        return None;
+    }
+    let grey: Vec<u8> = unit.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    let mut hist = [0u64; 256];
+    for &g in &grey {
+        if let Some(c) = hist.get_mut(g as usize) {
+            *c += 1;
+        }
+    }
+    hist.iter_mut().take(NEAR_BLACK).for_each(|c| *c = 0);
+    let t = otsu(&hist)?;
+    let dark: Vec<bool> = grey.iter().map(|&g| g <= t).collect();
+    let mut lungs = dilate(&erode(&dark, w, h), w, h);
+    if enclosed_only {
+        let outside = flood_from_border(&lungs, w, h);
+        lungs.iter_mut().zip(&outside).for_each(|(l, &o)| *l = *l && !o);
+    }
+    // Holes: what is not lung and cannot be reached from the border without crossing lung.
+    let not_lung: Vec<bool> = lungs.iter().map(|&l| !l).collect();
+    let reachable = flood_from_border(&not_lung, w, h);
+    let filled: Vec<bool> = lungs.iter().zip(&reachable).map(|(&l, &r)| l || !r).collect();
+    filled.iter().any(|&v| v).then_some(filled)
+}
+
+/// The pixels of `m` connected (4-neighbourhood, through set pixels) to the image border.
+fn flood_from_border(m: &[bool], w: usize, h: usize) -> Vec<bool> {
+    let mut seen = vec![false; w * h];
+    let mut stack: Vec<usize> = (0..w).flat_map(|x| [x, (h - 1) * w + x]).chain((0..h).flat_map(|y| [y * w, y * w + w - 1])).collect();
+    while let Some(i) = stack.pop() {
+        let Some(s) = seen.get_mut(i) else { continue };
+        if *s || !m.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        *s = true;
+        let (x, y) = (i % w, i / w);
+        if x > 0 {
+            stack.push(i - 1);
+        }
+        if x + 1 < w {
+            stack.push(i + 1);
+        }
+        if y > 0 {
+            stack.push(i - w);
+        }
+        if y + 1 < h {
+            stack.push(i + w);
+        }
+    }
+    seen
+}
+
 /// Otsu's threshold: the grey level that maximises the between-class variance.
 fn otsu(hist: &[u64; 256]) -> Option<u8> {
     let total: u64 = hist.iter().sum();
@@ -212,6 +275,25 @@ mod tests {
         // Lungs span x ∈ [0.27, 0.73]·w, y ∈ [0.35, 0.65]·h, plus an 8 % margin.
         assert!((70..=85).contains(&b.x0) && (215..=230).contains(&b.x1), "{b:?}");
         assert!((95..=110).contains(&b.y0) && (190..=205).contains(&b.y1), "{b:?}");
+    }
+
+    #[test]
+    fn the_mask_covers_both_lungs_and_the_lesions_inside_them() {
+        let (w, h) = (120usize, 120usize);
+        let mut px = phantom(w as u32, h as u32);
+        // A bright "consolidation" in the middle of the right lung.
+        let (cx, cy) = (w / 2 - (0.13 * w as f32) as usize, h / 2);
+        for y in cy - 3..cy + 3 {
+            for x in cx - 3..cx + 3 {
+                px[y * w + x] = 0.8;
+            }
+        }
+        let m = lung_mask(&px, w, h, true).expect("lungs found");
+        assert!(m[cy * w + cx], "the lesion inside the lung is part of the lung");
+        assert!(m[h / 2 * w + w / 2 + (0.13 * w as f32) as usize], "left lung");
+        assert!(!m[h / 2 * w + w / 2], "mediastinum");
+        assert!(!m[2 * w + w / 2], "air outside the body");
+        assert_eq!(lung_mask(&vec![0.5; 64 * 64], 64, 64, true), None);
     }
 
     #[test]

@@ -8,6 +8,6 @@ pub mod preprocess;
 pub mod resize;
 pub mod window;
 
-pub use preprocess::{Letterbox, PreprocessConfig, PreprocessError, Preprocessed, Region, preprocess, resolve_window};
+pub use preprocess::{Framing, Letterbox, PreprocessConfig, PreprocessError, Preprocessed, Region, Tone, preprocess, resolve_window};
 pub use resize::resize;
 pub use window::{WindowChoice, WindowPreset, apply_window, percentiles, render};

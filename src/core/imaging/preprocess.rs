@@ -7,8 +7,13 @@
 //!    gain/offset differences between sources and ignores burnt-in text and dead pixels;
 //!    a DICOM window in the file is used instead when the caller asks for it.
 //!    MONOCHROME1 (and TIFF WhiteIsZero) is inverted *after* this step.
-//! 2. **Resize, aspect preserved.** The longer side is scaled to the input size with an
-//!    antialiasing triangle filter; the shorter side is padded symmetrically with black.
+//!    With [`Tone::Equalized`] the [0, 1] image is then replaced by its grey-level ranks
+//!    (histogram equalisation): any monotone grey mapping an exporter applied (window, gamma)
+//!    gives the same ranks, so the model cannot tell exporters apart by their grey mapping.
+//! 2. **Resize.** With [`Framing::Letterbox`] the longer side is scaled to the input size with
+//!    an antialiasing triangle filter and the shorter side padded symmetrically with black;
+//!    with [`Framing::Stretch`] the image fills the square, as the uploaders of the `*-224`
+//!    datasets made their films, so a film and its squashed copy give the same input.
 //!    [`Letterbox`] records where the image sits so heatmaps map back onto it.
 //! 3. **Standardise.** `x = (v − mean) / std` with the manifest's mean and std.
 //!
@@ -37,6 +42,35 @@ pub struct PreprocessConfig {
     /// Crop CT slices to the lungs before resizing (see [`crate::crop`]). Off for radiographs.
     #[serde(default)]
     pub crop_to_lungs: bool,
+    /// How a non-square image is fitted into the square input (absent in older manifests:
+    /// letterbox).
+    #[serde(default)]
+    pub framing: Framing,
+    /// The grey-level normalisation after windowing (absent in older manifests: none).
+    #[serde(default)]
+    pub tone: Tone,
+}
+
+/// How a non-square image is fitted into the square model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Framing {
+    /// Aspect kept, black bars on the short side.
+    #[default]
+    Letterbox,
+    /// Scaled to fill the square (aspect not kept).
+    Stretch,
+}
+
+/// The grey-level normalisation applied after windowing (or the percentile stretch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tone {
+    /// The windowed values as they are.
+    #[default]
+    Windowed,
+    /// Histogram-equalised: each pixel becomes the mid-rank of its grey level.
+    Equalized,
 }
 
 impl PreprocessConfig {
@@ -49,6 +83,8 @@ impl PreprocessConfig {
             mean: 0.5,
             std: 0.25,
             crop_to_lungs: false,
+            framing: Framing::Letterbox,
+            tone: Tone::Windowed,
         }
     }
 }
@@ -154,9 +190,16 @@ pub fn preprocess(img: &MedImage, cfg: &PreprocessConfig, choice: WindowChoice) 
         source = Region { x: b.x0 as f32 / w as f32, y: b.y0 as f32 / h as f32, width: b.width() as f32 / w as f32, height: b.height() as f32 / h as f32 };
         (w, h) = (b.width(), b.height());
     }
-    let scale = size as f64 / w.max(h) as f64;
-    let nw = ((w as f64 * scale).round() as u32).clamp(1, size);
-    let nh = ((h as f64 * scale).round() as u32).clamp(1, size);
+    if cfg.tone == Tone::Equalized {
+        equalize(&mut unit);
+    }
+    let (nw, nh) = match cfg.framing {
+        Framing::Stretch => (size, size),
+        Framing::Letterbox => {
+            let scale = size as f64 / w.max(h) as f64;
+            (((w as f64 * scale).round() as u32).clamp(1, size), ((h as f64 * scale).round() as u32).clamp(1, size))
+        }
+    };
     let resized = resize(&unit, w, h, nw, nh);
     let (ox, oy) = ((size - nw) / 2, (size - nh) / 2);
     let mut canvas = vec![0f32; (size * size) as usize];
@@ -168,6 +211,35 @@ pub fn preprocess(img: &MedImage, cfg: &PreprocessConfig, choice: WindowChoice) 
     let inv_std = 1.0 / cfg.std;
     let input = canvas.iter().map(|&v| (v - cfg.mean) * inv_std).collect();
     Ok(Preprocessed { size, input, seen, letterbox: Letterbox { x: ox, y: oy, width: nw, height: nh, source }, window })
+}
+
+/// Grey levels of a [0, 1] image, quantised to this many bins for the equalisation.
+const EQUALIZE_BINS: usize = 1024;
+
+/// Replace each value by the mid-rank of its bin among all pixels, in [0, 1]: the
+/// equalisation is the same for every monotone increasing grey mapping of the image (up to the
+/// bins), so exports with other windows or gammas give the same result.
+fn equalize(unit: &mut [f32]) {
+    let bin = |v: f32| ((v.clamp(0.0, 1.0) * (EQUALIZE_BINS - 1) as f32).round() as usize).min(EQUALIZE_BINS - 1);
+    let mut hist = vec![0u64; EQUALIZE_BINS];
+    for &v in unit.iter() {
+        if let Some(c) = hist.get_mut(bin(v)) {
+            *c += 1;
+        }
+    }
+    let n = unit.len().max(1) as f64;
+    let mut below = 0u64;
+    let table: Vec<f32> = hist
+        .iter()
+        .map(|&c| {
+            let mid = (below as f64 + c as f64 / 2.0) / n;
+            below += c;
+            mid as f32
+        })
+        .collect();
+    for v in unit.iter_mut() {
+        *v = table.get(bin(*v)).copied().unwrap_or(*v);
+    }
 }
 
 /// The pixels of `img` inside `b` (which lies inside the image), with the image's other facts.
@@ -225,5 +297,34 @@ mod tests {
         assert_eq!(p.seen.len(), 64 * 64);
         assert_eq!(p.seen[0], 0, "padding is black");
         assert!(p.seen[(32 * 64 + 63) as usize] > 240, "right edge of a ramp is bright");
+    }
+
+    #[test]
+    fn stretch_fills_the_square() {
+        let m = img(100, 50, (0..5000).map(|i| (i % 100) as f32).collect(), Intensity::Raw, Photometric::Monochrome2);
+        let cfg = PreprocessConfig { framing: Framing::Stretch, ..PreprocessConfig::new(64) };
+        let p = preprocess(&m, &cfg, WindowChoice::Auto).unwrap();
+        assert_eq!(p.letterbox, Letterbox { x: 0, y: 0, width: 64, height: 64, source: Region::FULL });
+        assert!(p.seen[63] > 240 && p.seen[63 * 64 + 63] > 240, "the ramp reaches every row's right edge");
+        assert!(p.seen[0] < 10);
+    }
+
+    #[test]
+    fn equalized_tone_ignores_a_monotone_grey_mapping() {
+        // The same content through two exporters: linear, and a gamma with a lifted black.
+        let base: Vec<f32> = (0..64 * 64).map(|i| (((i * 37) % 4096) as f32 / 4095.0).powi(2) * 255.0).collect();
+        let other: Vec<f32> = base.iter().map(|v| 40.0 + 180.0 * (v / 255.0).powf(0.6)).collect();
+        let cfg = PreprocessConfig { tone: Tone::Equalized, percentile_low: 0.0, percentile_high: 100.0, ..PreprocessConfig::new(32) };
+        let a = preprocess(&img(64, 64, base, Intensity::Raw, Photometric::Monochrome2), &cfg, WindowChoice::Auto).unwrap();
+        let b = preprocess(&img(64, 64, other, Intensity::Raw, Photometric::Monochrome2), &cfg, WindowChoice::Auto).unwrap();
+        let worst = a.input.iter().zip(&b.input).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst < 0.05, "standardised inputs differ by {worst}");
+        let plain = PreprocessConfig { tone: Tone::Windowed, ..cfg };
+        let base: Vec<f32> = (0..64 * 64).map(|i| (((i * 37) % 4096) as f32 / 4095.0).powi(2) * 255.0).collect();
+        let other: Vec<f32> = base.iter().map(|v| 40.0 + 180.0 * (v / 255.0).powf(0.6)).collect();
+        let a = preprocess(&img(64, 64, base, Intensity::Raw, Photometric::Monochrome2), &plain, WindowChoice::Auto).unwrap();
+        let b = preprocess(&img(64, 64, other, Intensity::Raw, Photometric::Monochrome2), &plain, WindowChoice::Auto).unwrap();
+        let worst = a.input.iter().zip(&b.input).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst > 0.5, "without equalisation the gamma shows: {worst}");
     }
 }

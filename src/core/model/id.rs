@@ -78,6 +78,22 @@ impl ModelId {
         }
     }
 
+    /// What the model decides, in words: the definition the manifest, the card and the page
+    /// state beside every result.
+    pub fn definition(self) -> &'static str {
+        match self {
+            ModelId::Gate => {
+                "Whether a file is an axial chest CT slice, a frontal chest radiograph, or neither; files it refuses are not classified unless the user chooses a model."
+            }
+            ModelId::Ct => {
+                "Slice level: does THIS axial chest CT slice show COVID-19 pneumonia (ground-glass opacity or consolidation of COVID-19)? 'noncovid' means no COVID-19 lesion on this slice: a normal slice, another disease, or a lesion-free slice of a COVID-19 patient. A series or study is scored from its slices (the page's series score), never from one slice."
+            }
+            ModelId::Cxr => {
+                "For a frontal (PA/AP) chest radiograph of an adult or a child: normal, pneumonia (bacterial or viral, not COVID-19), or COVID-19 pneumonia."
+            }
+        }
+    }
+
     /// The record's file name beside the manifest.
     pub fn record_file(self) -> String {
         format!("{}.bpk", self.name())

@@ -56,6 +56,9 @@ pub enum RecordDtype {
 pub struct ModelEntry {
     pub id: ModelId,
     pub title: String,
+    /// What the model decides, in words ([`ModelId::definition`]; absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
     /// The kind of image the model reads (`None` for the input gate, which reads any).
     #[serde(default)]
     pub modality: Option<Modality>,
@@ -106,6 +109,7 @@ impl ModelEntry {
         ModelEntry {
             id: spec.id,
             title: spec.title.into(),
+            definition: Some(spec.id.definition().into()),
             modality: spec.id.modality(),
             classes: spec.classes.to_vec(),
             record: spec.id.record_file(),

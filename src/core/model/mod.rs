@@ -14,6 +14,6 @@ pub mod weights;
 pub use cnn::{Cnn, ModelConfig};
 pub use device::BackendKind;
 pub use manifest::{DISCLAIMER, EntrySpec, GateParams, Manifest, Modality, ModelEntry, ModelId, OperatingPoint, RecordDtype, decode_options};
-pub use recipe::{AugmentConfig, TrainConfig};
+pub use recipe::{AugmentConfig, DataPlan, Sampling, TrainConfig};
 pub use report::{Evaluation, Report};
 pub use weights::{WeightsError, load_model, record_bytes, sha256_hex};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cnn::ModelConfig;
 use super::id::ModelId;
-use crate::imaging::PreprocessConfig;
+use crate::imaging::{Framing, PreprocessConfig, Tone};
 
 /// Augmentation ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,10 @@ pub struct AugmentConfig {
     /// image content changes; the black letterbox bars stay black, as preprocessing makes them.
     pub gamma_max: f32,
     pub export_prob: f32,
+    /// Aspect jitter for stretched framing: one axis, drawn at random, is zoomed by a factor
+    /// in [1, `aspect_max`] (the content fills the frame, no bars), as films squashed to a
+    /// square by different uploaders differ in aspect. 1 = off.
+    pub aspect_max: f32,
 }
 
 impl Default for AugmentConfig {
@@ -57,6 +61,7 @@ impl Default for AugmentConfig {
             fov_prob: 0.0,
             gamma_max: 1.0,
             export_prob: 0.0,
+            aspect_max: 1.0,
         }
     }
 }
@@ -76,6 +81,49 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     pub architecture: ModelConfig,
     pub class_weighted_loss: bool,
+    /// Which images of the shared data train and test (absent in older manifests: the seed
+    /// sources).
+    #[serde(default)]
+    pub data: DataPlan,
+    /// How each epoch draws its images (absent in older manifests: every image once).
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// How non-square images are framed and how grey levels are normalised (absent in older
+    /// manifests: letterbox, windowed).
+    #[serde(default)]
+    pub framing: Framing,
+    #[serde(default)]
+    pub tone: Tone,
+}
+
+/// Which sources of the shared data a recipe trains on; the lab's `recipe::plan` says which
+/// rows each means. Stored so that a model is always evaluated on the split it was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataPlan {
+    /// The first models: CT on ucsd-covid-ct and sarscov2-ct (MosMed external); X-ray on
+    /// kermany-224, radiography-224 and figure1 (Hannover, OpenIST, 1 Kermany patient in 10
+    /// external).
+    #[default]
+    SeedSources,
+    /// Every source with the model's labels (see the lab's plan); one-label sets from
+    /// pipelines the models never saw stay external.
+    AllSources,
+}
+
+/// How a training epoch draws its images.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Sampling {
+    /// Every training image once, shuffled.
+    #[default]
+    EveryImage,
+    /// `images` draws with replacement, weighted so that within each source (or group of
+    /// sources exported the same way) every label it has carries the same total weight: the
+    /// label mix of a source then says nothing about an image's label. An image's weight is at
+    /// most `max_boost` times what it would have without balancing, so a handful of images
+    /// cannot dominate a source.
+    BalancedWithinSource { images: usize, max_boost: f32 },
 }
 
 impl TrainConfig {
@@ -83,6 +131,6 @@ impl TrainConfig {
     pub fn preprocess(&self) -> PreprocessConfig {
         // CT slices are cropped to the lungs: the training sources are tight thorax crops,
         // MosMed and viewer exports show the whole field of view (see `imaging::crop`).
-        PreprocessConfig { crop_to_lungs: self.model == ModelId::Ct, ..PreprocessConfig::new(self.input_size) }
+        PreprocessConfig { crop_to_lungs: self.model == ModelId::Ct, framing: self.framing, tone: self.tone, ..PreprocessConfig::new(self.input_size) }
     }
 }

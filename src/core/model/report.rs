@@ -136,6 +136,64 @@ pub struct ModelEvaluation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub macro_auc: Option<f64>,
     pub sets: EvaluationSets,
+    /// Shortcut audit and invariance check (absent for models evaluated before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Audit>,
+}
+
+/// What a model calls one set of images that have no disease of its positive class: the
+/// share of each class, by arg-max and at the operating point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortcutCheck {
+    pub set: String,
+    pub n: usize,
+    pub by_argmax: BTreeMap<String, f64>,
+    pub at_operating_point: BTreeMap<String, f64>,
+}
+
+/// The same images through two pipelines: how often the answer stays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvarianceCheck {
+    pub set: String,
+    /// What the second pipeline did to each image.
+    pub transform: String,
+    pub n: usize,
+    /// Share of images whose arg-max class is the same.
+    pub argmax_agreement: f64,
+    /// Share of images whose decision at the operating point is the same.
+    pub decision_agreement: f64,
+    /// Median and 90th percentile over images of the largest change of any class probability.
+    pub median_abs_delta_p: f64,
+    pub p90_abs_delta_p: f64,
+}
+
+/// Where Grad-CAM looks on images of the positive class (a pointing game at the map's own
+/// resolution): the share of maps whose hottest cell lies mostly on the lungs (the lung mask of
+/// `imaging::crop` on the model's input, windowed), next to the share of cells that do, which
+/// is what a map that peaks at random would score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttentionCheck {
+    pub set: String,
+    /// The class explained and the stage (1-based) its map comes from.
+    pub class: String,
+    pub layer: usize,
+    /// Maps measured (images where a lung mask was found).
+    pub n: usize,
+    pub peak_in_lungs: f64,
+    /// Mean share of the map's cells that lie mostly on the lungs (the chance level).
+    #[serde(default)]
+    pub lung_cells: f64,
+    /// Images left out because no lung mask was found.
+    pub without_mask: usize,
+}
+
+/// Shortcut audit, invariance check and Grad-CAM attention of a classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Audit {
+    pub shortcuts: Vec<ShortcutCheck>,
+    pub invariance: Vec<InvarianceCheck>,
+    #[serde(default)]
+    pub attention: Vec<AttentionCheck>,
 }
 
 /// How many external images of one modality and source the gate let through.
@@ -174,8 +232,10 @@ pub struct PhotoRefusals {
 /// The evaluation of the input gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateEvaluation {
-    /// Keyed by "modality (source)".
-    pub external_acceptance: BTreeMap<String, Acceptance>,
+    /// Keyed by "modality (source, set)": the external sets and the training pools' held-out
+    /// fold (older manifests: external sets only, keyed "modality (source)").
+    #[serde(alias = "external_acceptance")]
+    pub acceptance: BTreeMap<String, Acceptance>,
     pub natural_photos: PhotoRefusals,
     /// The squared Mahalanobis distance limit.
     pub limit: f64,
@@ -253,4 +313,27 @@ pub struct TrainingSummary {
     pub minutes: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    /// The recipe trained once per source without that source: the "new hospital" numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_one_source_out: Option<LeaveOneSourceOut>,
+}
+
+/// One leave-one-source-out run: a model trained on the other sources, tested on this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceHeldOut {
+    pub source: String,
+    /// What the run trained on (the source's whole balance unit is left out).
+    pub trained_on: SourceCounts,
+    pub minutes: f64,
+    /// Metrics on the left-out source, over the labels it has (no ROC curves).
+    pub report: Report,
+}
+
+/// Leave-one-source-out evaluation of a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaveOneSourceOut {
+    pub runs: Vec<SourceHeldOut>,
+    /// Mean over the runs of the headline AUC (AUC, or macro AUC over the source's labels).
+    pub mean_auc: Option<f64>,
+    pub note: String,
 }

@@ -57,7 +57,11 @@ pub fn augment(src: &[u8], size: usize, cfg: &AugmentConfig, rng: &mut Rng, out:
         let r = rng.range(cfg.squeeze_min, 1.0).max(1e-3);
         if rng.unit() < 0.5 { ax = 1.0 / r } else { ay = 1.0 / r }
     }
-    // Drawn only when enabled, so that recipes without it keep their random sequence.
+    // Drawn only when enabled, so that recipes without them keep their random sequence.
+    if cfg.aspect_max > 1.0 {
+        let zoom = 1.0 / rng.range(1.0, cfg.aspect_max);
+        if rng.unit() < 0.5 { ax *= zoom } else { ay *= zoom }
+    }
     let fov = if cfg.fov_prob > 0.0 && rng.unit() < cfg.fov_prob { Some((rng.range(0.0, 0.5), rng.range(0.47, 0.53) * size as f32)) } else { None };
     let (sin, cos) = theta.sin_cos();
     let c = (size as f32 - 1.0) / 2.0;
@@ -162,6 +166,7 @@ mod tests {
             fov_prob: 0.0,
             gamma_max: 1.0,
             export_prob: 0.0,
+            aspect_max: 1.0,
         };
         let mut out = vec![0.0; size * size];
         augment(&src, size, &cfg, &mut Rng::new(1), &mut out);
@@ -226,6 +231,38 @@ mod tests {
         let (black, white) = (out[8 * size], out[8 * size + 1]);
         assert!(black > 0.0 && black <= 0.35, "black content is lifted to lo: {black}");
         assert!((0.65..1.0).contains(&white), "white content drops to hi: {white}");
+    }
+
+    #[test]
+    fn aspect_jitter_zooms_one_axis_and_never_makes_bars() {
+        let size = 32;
+        // Vertical stripes 4 px wide: a zoom along x widens them, one along y leaves them.
+        let src: Vec<u8> = (0..size * size).map(|i| if (i % size) / 4 % 2 == 0 { 255 } else { 0 }).collect();
+        let cfg = AugmentConfig {
+            flip: false,
+            rotation_deg: 0.0,
+            scale_min: 1.0,
+            shift: 0.0,
+            contrast_min: 1.0,
+            contrast_max: 1.0,
+            squeeze_prob: 0.0,
+            aspect_max: 1.5,
+            ..AugmentConfig::default()
+        };
+        let mut widened = 0;
+        for seed in 0..20 {
+            let mut out = vec![0.0; size * size];
+            augment(&src, size, &cfg, &mut Rng::new(seed), &mut out);
+            // A flat image stays flat: the zoom never samples outside the source (no bars).
+            let flat = vec![200u8; size * size];
+            let mut plain = vec![0.0; size * size];
+            augment(&flat, size, &cfg, &mut Rng::new(seed), &mut plain);
+            assert!(plain.iter().all(|&v| (v - 200.0 / 255.0).abs() < 1e-4), "seed {seed}: bars appeared");
+            let row: Vec<bool> = out[size * size / 2..size * size / 2 + size].iter().map(|&v| v > 0.5).collect();
+            let runs = row.windows(2).filter(|w| w[0] != w[1]).count();
+            widened += usize::from(runs < 7);
+        }
+        assert!((3..=17).contains(&widened), "about half the draws zoom along x: {widened} of 20");
     }
 
     #[test]

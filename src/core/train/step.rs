@@ -116,6 +116,10 @@ mod tests {
             augment: AugmentConfig::default(),
             architecture: ModelConfig { in_channels: 1, stem_width: 4, stage_widths: vec![4, 8], num_classes: 2 },
             class_weighted_loss: false,
+            data: Default::default(),
+            sampling: Default::default(),
+            framing: Default::default(),
+            tone: Default::default(),
         };
         let mut model = cfg.architecture.init_seeded(&device, 7);
         let mut optim = optimizer_for(&cfg);

@@ -5,10 +5,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ctxr::model::ModelId;
+use ctxr::infer::Gatekeeper;
+use ctxr::model::report::Evaluation;
 use ctxr::model::report::Report;
+use ctxr::model::{Manifest, ModelId};
 use ctxr_lab::LabError;
-use ctxr_lab::eval::{evaluate_csv, evaluate_default};
+use ctxr_lab::eval::{evaluate_csv, evaluate_default, evaluate_gate_default};
 use ctxr_lab::train::write;
 
 use crate::parse_model;
@@ -27,6 +29,10 @@ pub struct Args {
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Store the default evaluation in the manifest entry of these weights (the record is
+    /// unchanged; what the manifest says it measured is replaced by what was measured now).
+    #[arg(long, conflicts_with = "manifest")]
+    store: bool,
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -50,10 +56,30 @@ fn print_set(name: &str, r: &Report) {
 
 pub fn run(a: Args) -> Result<ExitCode, LabError> {
     let manifest = load_manifest(&a.weights)?;
+    if a.model == ModelId::Gate {
+        let gk = Gatekeeper::new(load_classifier(&a.weights, &manifest, ModelId::Gate, &ctxr::model::device::cpu())?)?;
+        let r = evaluate_gate_default(&gk, &a.data)?;
+        for (k, v) in &r.acceptance {
+            println!("    {k:<45} n {:>5}  accepted {:.4}  routed correctly {:.4}", v.n, v.accepted_rate, v.routed_rate);
+        }
+        let p = &r.natural_photos;
+        println!(
+            "natural photos: {} of {} refused ({} by the network alone, greyscale); limit {}",
+            p.refused, p.n, p.refused_by_network_alone_greyscale, r.limit
+        );
+        if let Some(out) = &a.json {
+            write(out, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        }
+        if a.store {
+            store(&a.weights, manifest, ModelId::Gate, Evaluation::Gate(r))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let clf = load_classifier(&a.weights, &manifest, a.model, &ctxr::model::device::cpu())?;
     if !clf.entry.is_evaluated() {
         eprintln!("note: the manifest carries no evaluation for '{}' yet", a.model);
     }
+    let mut stored = None;
     let json = match &a.manifest {
         Some(csv) => {
             let r = evaluate_csv(&clf, csv)?;
@@ -62,13 +88,48 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
         }
         None => {
             let r = evaluate_default(&clf, &a.data)?;
+            stored = a.store.then(|| Evaluation::Model(Box::new(r.clone())));
             print_set("external", &r.sets.external);
             print_set("internal_heldout", &r.sets.internal_heldout);
+            if let Some(a) = &r.audit {
+                println!("shortcut audit (share of each class: by arg-max | at the operating point):");
+                for c in &a.shortcuts {
+                    println!("    {:<70} n {:>4}  {:?} | {:?}", c.set, c.n, c.by_argmax, c.at_operating_point);
+                }
+                println!("invariance ({}):", a.invariance.first().map(|c| c.transform.as_str()).unwrap_or("none"));
+                for c in &a.attention {
+                    println!(
+                        "attention: {:<40} Grad-CAM of {} (stage {}): peak on the lungs in {:.3} of {} maps (chance {:.3}; {} without a lung mask)",
+                        c.set, c.class, c.layer, c.peak_in_lungs, c.n, c.lung_cells, c.without_mask
+                    );
+                }
+                for c in &a.invariance {
+                    println!(
+                        "    {:<24} n {:>4}  arg-max agreement {:.3}  decision agreement {:.3}  median |ΔP| {:.4}  p90 |ΔP| {:.4}",
+                        c.set, c.n, c.argmax_agreement, c.decision_agreement, c.median_abs_delta_p, c.p90_abs_delta_p
+                    );
+                }
+            }
             serde_json::to_string_pretty(&r)?
         }
     };
     if let Some(out) = &a.json {
         write(out, json.as_bytes())?;
     }
+    if let Some(ev) = stored {
+        store(&a.weights, manifest, a.model, ev)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Replace the stored evaluation of `id` in the manifest in `dir`.
+fn store(dir: &std::path::Path, mut manifest: Manifest, id: ModelId, ev: Evaluation) -> Result<(), LabError> {
+    if let Some(e) = manifest.models.iter_mut().find(|m| m.id == id) {
+        e.evaluation = Some(ev);
+        // Entries written before definitions existed get theirs.
+        e.definition.get_or_insert_with(|| id.definition().to_string());
+    }
+    write(&dir.join("manifest.json"), manifest.to_json().as_bytes())?;
+    println!("stored the evaluation of '{id}' in {}", dir.join("manifest.json").display());
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! `ctxr`: the native command line. `classify` runs decode → preprocess → model → Grad-CAM on
 //! files as the CLI's user expects it (a model forced or routed by the file), `analyze` runs the
 //! page's exact path (gate included) and prints its result, `inspect` prints what the decoder
-//! found, `train`, `eval` and `card` drive the lab, `corpus` writes the hostile-input corpus,
+//! found, `train`, `eval`, `split` and `card` drive the lab, `corpus` writes the hostile-input corpus,
 //! and `init-weights` writes untrained weights (for exercising the pipeline only). Each subcommand lives in its own module.
 
 mod analyze;
@@ -9,6 +9,7 @@ mod classify;
 mod eval;
 mod inspect;
 mod setup;
+mod split;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,10 +61,24 @@ enum Cmd {
         resume: bool,
         #[arg(long)]
         epochs: Option<usize>,
+        /// Leave-one-source-out runs instead of the cross-validation (the listed sources, or
+        /// all of the model's); the table goes into the manifest entry of the same recipe.
+        #[arg(long, num_args = 0..)]
+        loso: Option<Vec<String>>,
+        /// Only train cross-validation folds no other process has claimed, then stop (a
+        /// helper beside the process that will ship the model; needs --resume).
+        #[arg(long)]
+        folds_only: bool,
+        /// Change the recipe for an experiment: key=json, dotted keys (e.g. tone="windowed").
+        #[arg(long = "set")]
+        overrides: Vec<String>,
     },
     /// Evaluate shipped weights: by default on the model's held-out fold and its external
     /// sets; with --manifest on any CSV with the manifest schema.
     Eval(eval::Args),
+    /// List the images the shipped model never trained on (its held-out fold and external
+    /// sets) as CSV.
+    Split(split::Args),
     /// Regenerate the measured-numbers section of MODEL_CARD.md from weights/manifest.json.
     Card {
         #[arg(long, default_value = "weights")]
@@ -103,13 +118,22 @@ fn main() -> ExitCode {
         Cmd::Analyze(a) => analyze::run(a),
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Eval(a) => eval::run(a),
+        Cmd::Split(a) => split::run(a),
         Cmd::InitWeights { out, input_size } => setup::init_weights(&out, input_size),
         Cmd::Card { weights, out } => setup::card(&weights, &out),
         Cmd::Corpus { out } => setup::corpus(&out),
-        Cmd::Train { model, data, weights, work, resume, epochs } => {
-            ctxr_lab::train::run(&ctxr_lab::train::RunOptions { model, data_dir: data, weights_dir: weights, work_root: work, resume, epochs })
-                .map(|_| ExitCode::SUCCESS)
-        }
+        Cmd::Train { model, data, weights, work, resume, epochs, loso, folds_only, overrides } => ctxr_lab::train::run(&ctxr_lab::train::RunOptions {
+            model,
+            data_dir: data,
+            weights_dir: weights,
+            work_root: work,
+            resume,
+            epochs,
+            loso,
+            folds_only,
+            overrides,
+        })
+        .map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! (decode → preprocess → model, all in f32) and build the evaluation of `ctxr eval`, of the
 //! manifest and of the model card; and check the input gate on external images and photos.
 
+pub mod audit;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -70,16 +71,18 @@ pub fn evaluate_samples(clf: &Classifier, samples: &[Sample]) -> Report {
 }
 
 /// The default evaluation of a shipped model: its own held-out fold of the training sources
-/// (fold 0 of the patient-grouped split, recomputed from the manifest's recipe) and the
-/// external sets. The top level repeats the external set's headline numbers.
+/// (fold 0 of the patient-grouped split, recomputed from the manifest's recipe), the external
+/// sets, and the shortcut audit and invariance check on both. The top level repeats the
+/// external set's headline numbers.
 pub fn evaluate_default(clf: &Classifier, data_dir: &Path) -> Result<ModelEvaluation, LabError> {
     let id = clf.entry.id;
     let cfg = clf.entry.training.as_ref().map(|t| t.config.clone()).unwrap_or_else(|| recipe(id));
-    let p = plan(id, data_dir)?;
+    let p = plan(id, cfg.data, data_dir)?;
     let f = folds(&p.pool, &cfg);
     let held: Vec<Sample> = p.pool.iter().zip(&f).filter(|(_, k)| **k == 0).map(|(s, _)| s.clone()).collect();
     let internal = evaluate_samples(clf, &held);
     let external = evaluate_samples(clf, &p.external);
+    let audit = audit::audit(clf, data_dir, &held, &p.external)?;
     Ok(ModelEvaluation {
         model: id,
         set: HeadlineSet::External,
@@ -88,6 +91,7 @@ pub fn evaluate_default(clf: &Classifier, data_dir: &Path) -> Result<ModelEvalua
         auc: external.auc,
         macro_auc: external.macro_auc,
         sets: EvaluationSets { internal_heldout: internal, external },
+        audit: Some(audit),
     })
 }
 
@@ -106,13 +110,23 @@ pub fn evaluate_csv(clf: &Classifier, csv: &Path) -> Result<CsvEvaluation, LabEr
     Ok(CsvEvaluation { model: clf.entry.id, manifest: csv.display().to_string(), report: evaluate_samples(clf, &samples) })
 }
 
-/// Gate checks: acceptance (and routing) of the external test images of each modality, and
-/// refusal of the natural photographs in `odd-inputs` — with the colour rule, and by the
-/// network alone on their greyscale version.
-pub fn evaluate_gate(gk: &Gatekeeper, external: &[Sample], odd_inputs: &Path) -> Result<GateEvaluation, LabError> {
+/// The gate's default evaluation: acceptance per source on the external sets and on fold 0 of
+/// the training pools (which the gate never trained on), and refusal of natural photographs.
+pub fn evaluate_gate_default(gk: &Gatekeeper, data_dir: &Path) -> Result<GateEvaluation, LabError> {
+    let cfg = gk.classifier.entry.training.as_ref().map(|t| t.config.clone()).unwrap_or_else(|| recipe(ModelId::Gate));
+    let p = plan(ModelId::Gate, cfg.data, data_dir)?;
+    let f = folds(&p.pool, &cfg);
+    let held: Vec<Sample> = p.pool.iter().zip(&f).filter(|(_, k)| **k == 0).map(|(s, _)| s.clone()).collect();
+    evaluate_gate(gk, &[("external", &p.external), ("held-out fold", &held)], &data_dir.join("odd-inputs"))
+}
+
+/// Gate checks: acceptance (and routing) of chest images of each modality, per source and
+/// set (keyed "modality (source, set)"), and refusal of the natural photographs in
+/// `odd-inputs` — with the colour rule, and by the network alone on their greyscale version.
+pub fn evaluate_gate(gk: &Gatekeeper, sets: &[(&str, &[Sample])], odd_inputs: &Path) -> Result<GateEvaluation, LabError> {
     let mut per: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-    for s in external {
-        let e = per.entry(format!("{} ({})", s.label, s.source)).or_default();
+    for (tag, s) in sets.iter().flat_map(|(tag, rows)| rows.iter().map(move |s| (tag, s))) {
+        let e = per.entry(format!("{} ({}, {tag})", s.label, s.source)).or_default();
         e.0 += 1;
         // The gate plan labels each image with its modality's name.
         let modality = ModelId::ALL.into_iter().filter_map(ModelId::modality).find(|m| m.name() == s.label);
@@ -128,7 +142,7 @@ pub fn evaluate_gate(gk: &Gatekeeper, external: &[Sample], odd_inputs: &Path) ->
         }
     }
     let rate = |a: usize, n: usize| a as f64 / n.max(1) as f64;
-    let external_acceptance = per
+    let acceptance = per
         .into_iter()
         .map(|(k, (n, a, r))| (k, Acceptance { n, accepted: a, accepted_rate: rate(a, n), routed_correctly: r, routed_rate: rate(r, n) }))
         .collect();
@@ -151,7 +165,7 @@ pub fn evaluate_gate(gk: &Gatekeeper, external: &[Sample], odd_inputs: &Path) ->
         });
     }
     Ok(GateEvaluation {
-        external_acceptance,
+        acceptance,
         natural_photos: PhotoRefusals {
             n: total,
             refused,

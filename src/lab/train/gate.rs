@@ -12,10 +12,10 @@ use ctxr::infer::{Classifier, Gatekeeper};
 use ctxr::model::report::{Evaluation, TrainingSummary};
 use ctxr::model::{Cnn, EntrySpec, GateParams, ModelEntry, ModelId, RecordDtype, TrainConfig, record_bytes};
 
-use super::{Log, RunOptions, cache_batch, read_rows, store_entry, train_model, write};
+use super::{Draws, Log, RunOptions, cache_batch, read_rows, store_entry, train_model, write};
 use crate::LabError;
 use crate::data::Cache;
-use crate::eval::evaluate_gate;
+use crate::eval::evaluate_gate_default;
 use crate::recipe::{Plan, count_by, credits};
 
 /// Features of cached images, row-major `n × d`.
@@ -91,7 +91,7 @@ pub fn gate_run(
         train_idx.len(),
         val_idx.len()
     ));
-    let model = train_model(cfg, cache, labels, &train_idx, 0, &work.join("checkpoints"), opts.resume, log)?;
+    let model = train_model(cfg, cache, labels, &train_idx, &Draws::EveryImage, "fold0", &work.join("checkpoints"), opts.resume, log)?;
     // The distance model describes chest images only.
     let fit_idx: Vec<usize> = train_idx.iter().copied().filter(|i| real(i)).collect();
     let (ft, d) = cache_features(&model, cache, &fit_idx, pre.mean, pre.std);
@@ -124,6 +124,7 @@ pub fn gate_run(
             validation: Some("fold 0 (sets the distance limit)".into()),
             minutes: None,
             machine: None,
+            leave_one_source_out: None,
         }),
         gate: Some(params.clone()),
         credits: credits(ModelId::Gate),
@@ -143,7 +144,7 @@ pub fn gate_run(
     };
     let clf = Classifier::load(entry.clone(), &bytes, Device::flex())?;
     let gk = Gatekeeper { classifier: clf, params };
-    let eval = evaluate_gate(&gk, &plan.external, &opts.data_dir.join("odd-inputs"))?;
+    let eval = evaluate_gate_default(&gk, &opts.data_dir)?;
     log.line(&format!("[gate] {}", serde_json::to_string(&eval)?));
     entry.evaluation = Some(Evaluation::Gate(eval));
     std::fs::create_dir_all(&opts.weights_dir).map_err(|e| LabError::io(&opts.weights_dir, e))?;

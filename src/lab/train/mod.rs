@@ -4,6 +4,7 @@
 //! itself is the core's ([`ctxr::train::step`]), the one the page can run too.
 
 pub mod gate;
+pub mod loso;
 pub mod outliers;
 
 use std::io::Write;
@@ -16,17 +17,18 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use ctxr::infer::Classifier;
 use ctxr::infer::decision::softmax;
 use ctxr::model::report::{CrossValidation, Evaluation, FoldSummary, TrainingSummary};
-use ctxr::model::{Cnn, DISCLAIMER, EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, OperatingPoint, RecordDtype, TrainConfig, record_bytes};
+use ctxr::model::{Cnn, DISCLAIMER, EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, OperatingPoint, RecordDtype, Sampling, TrainConfig, record_bytes};
 use ctxr::train::augment::{Rng, augment};
 use ctxr::train::metrics::{fit_temperature, mean_sd};
 use ctxr::train::step::{Batch, class_weights, cosine_lr, loss_for, optimizer_for, step};
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;
-use crate::data::Cache;
+use crate::data::{Cache, Sample};
 use crate::eval::evaluate_default;
 use crate::eval::report::{Outputs, cross_fitted_ece, full_report, report};
-use crate::recipe::{count_by, credits, folds, label_indices, plan, recipe};
+use crate::recipe::{balanced_weights, count_by, credits, folds, label_indices, plan, recipe};
+use crate::stable_hash;
 
 /// Logger that writes progress lines to stderr and a log file.
 pub struct Log(Option<std::fs::File>);
@@ -47,19 +49,79 @@ impl Log {
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
-    fold: usize,
+    fold: String,
     epochs_done: usize,
     rng: u64,
 }
 
-/// Train one model on `train_idx` rows of `cache`. Checkpoints every epoch into `ckpt_dir`;
-/// resumes from it when `resume` is set. Returns the inference-mode model.
+/// How an epoch draws its images: every training row once, or draws with replacement by
+/// per-row weight ([`Sampling::BalancedWithinSource`]).
+pub enum Draws {
+    EveryImage,
+    Weighted { images: usize, weights: Vec<f64> },
+}
+
+impl Draws {
+    /// The draws `cfg` asks for over `train_idx` rows of `samples`.
+    pub fn for_recipe(cfg: &TrainConfig, samples: &[Sample], labels: &[Option<usize>], train_idx: &[usize]) -> Self {
+        match cfg.sampling {
+            Sampling::EveryImage => Draws::EveryImage,
+            Sampling::BalancedWithinSource { images, max_boost } => {
+                Draws::Weighted { images, weights: balanced_weights(samples, labels, train_idx, f64::from(max_boost)) }
+            }
+        }
+    }
+
+    /// One epoch's rows, in training order.
+    fn epoch(&self, rows: &[usize], rng: &mut Rng) -> Vec<usize> {
+        match self {
+            Draws::EveryImage => {
+                let mut order = rows.to_vec();
+                rng.shuffle(&mut order);
+                order
+            }
+            Draws::Weighted { images, weights } => {
+                let mut cumulative = Vec::with_capacity(rows.len());
+                let mut total = 0.0;
+                for &i in rows {
+                    total += weights[i];
+                    cumulative.push(total);
+                }
+                (0..*images)
+                    .map(|_| {
+                        let u = f64::from(rng.unit()) * total;
+                        rows[cumulative.partition_point(|&c| c <= u).min(rows.len().saturating_sub(1))]
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The expected number of draws of each class per epoch (what the class weights balance).
+    fn class_mass(&self, rows: &[usize], labels: &[Option<usize>], k: usize) -> Vec<usize> {
+        let mut mass = vec![0f64; k];
+        for &i in rows {
+            if let Some(c) = labels[i] {
+                mass[c] += match self {
+                    Draws::EveryImage => 1.0,
+                    Draws::Weighted { weights, .. } => weights[i],
+                };
+            }
+        }
+        mass.iter().map(|m| m.round() as usize).collect()
+    }
+}
+
+/// Train one model on `train_idx` rows of `cache`, drawn as `draws` says. Checkpoints every
+/// epoch into `ckpt_dir` (files named after `fold`); resumes from it when `resume` is set.
+/// Returns the inference-mode model.
 pub fn train_model(
     cfg: &TrainConfig,
     cache: &Cache,
     labels: &[Option<usize>],
     train_idx: &[usize],
-    fold: usize,
+    draws: &Draws,
+    fold: &str,
     ckpt_dir: &Path,
     resume: bool,
     log: &mut Log,
@@ -68,24 +130,24 @@ pub fn train_model(
     let size = cfg.input_size as usize;
     let k = cfg.classes.len();
     let train_idx: Vec<usize> = train_idx.iter().copied().filter(|&i| labels[i].is_some() && cache.errors[i].is_none()).collect();
-    let mut counts = vec![0usize; k];
-    for &i in &train_idx {
-        if let Some(c) = labels[i] {
-            counts[c] += 1;
-        }
-    }
+    let counts = draws.class_mass(&train_idx, labels, k);
     let weights = class_weights(&counts);
     let loss_fn = loss_for(cfg, &weights, &dev);
-    let mut model = cfg.architecture.init_seeded(&dev, cfg.seed.wrapping_add(fold as u64));
+    let fold_seed = stable_hash(fold, 7919);
+    let mut model = cfg.architecture.init_seeded(&dev, cfg.seed.wrapping_add(fold_seed));
     let mut optim = optimizer_for(cfg);
-    let steps_per_epoch = train_idx.len().div_ceil(cfg.batch);
+    let per_epoch = match draws {
+        Draws::EveryImage => train_idx.len(),
+        Draws::Weighted { images, .. } => *images,
+    };
+    let steps_per_epoch = per_epoch.div_ceil(cfg.batch);
     let total_steps = steps_per_epoch * cfg.epochs;
-    let mut rng = Rng::new(cfg.seed ^ (fold as u64 * 7919));
+    let mut rng = Rng::new(cfg.seed ^ fold_seed);
     let mut start_epoch = 0;
     std::fs::create_dir_all(ckpt_dir).map_err(|e| LabError::io(ckpt_dir, e))?;
-    let ck_state = ckpt_dir.join(format!("fold{fold}.json"));
-    let ck_model = ckpt_dir.join(format!("fold{fold}.model.bpk"));
-    let ck_optim = ckpt_dir.join(format!("fold{fold}.optim.bpk"));
+    let ck_state = ckpt_dir.join(format!("{fold}.json"));
+    let ck_model = ckpt_dir.join(format!("{fold}.model.bpk"));
+    let ck_optim = ckpt_dir.join(format!("{fold}.optim.bpk"));
     if resume
         && let Ok(text) = std::fs::read_to_string(&ck_state)
         && let Ok(ck) = serde_json::from_str::<Checkpoint>(&text)
@@ -95,12 +157,13 @@ pub fn train_model(
         optim = optim.load(&ck_optim).map_err(|e| LabError::record(&ck_optim, e))?;
         rng = Rng::new(ck.rng);
         start_epoch = ck.epochs_done;
-        log.line(&format!("[{} fold {fold}] resumed after epoch {start_epoch}", cfg.model));
+        log.line(&format!("[{} {fold}] resumed after epoch {start_epoch}", cfg.model));
     }
     log.line(&format!(
-        "[{} fold {fold}] {} training images {:?} (class weights {:?}), {} epochs × {} steps, {} parameters",
+        "[{} {fold}] {} training images, {} draws per epoch by class {:?} (class weights {:?}), {} epochs × {} steps, {} parameters",
         cfg.model,
         train_idx.len(),
+        per_epoch,
         counts,
         weights,
         cfg.epochs,
@@ -111,8 +174,7 @@ pub fn train_model(
     let t0 = Instant::now();
     let mut seen_imgs = 0usize;
     for epoch in start_epoch..cfg.epochs {
-        let mut order = train_idx.clone();
-        rng.shuffle(&mut order);
+        let order = draws.epoch(&train_idx, &mut rng);
         let (mut loss_sum, mut loss_n, mut correct) = (0.0f64, 0usize, 0usize);
         let te = Instant::now();
         for (s, batch) in order.chunks(cfg.batch).enumerate() {
@@ -134,9 +196,9 @@ pub fn train_model(
             seen_imgs += b;
             if s % 50 == 49 || s + 1 == steps_per_epoch {
                 let rate = seen_imgs as f64 / t0.elapsed().as_secs_f64();
-                let left = ((cfg.epochs - epoch) * train_idx.len()).saturating_sub((s + 1) * cfg.batch);
+                let left = ((cfg.epochs - epoch) * per_epoch).saturating_sub((s + 1) * cfg.batch);
                 log.line(&format!(
-                    "[{} fold {fold}] epoch {}/{} step {}/{} loss {:.4} acc {:.3} lr {:.2e} {:.1} img/s ETA {:.1} min",
+                    "[{} {fold}] epoch {}/{} step {}/{} loss {:.4} acc {:.3} lr {:.2e} {:.1} img/s ETA {:.1} min",
                     cfg.model,
                     epoch + 1,
                     cfg.epochs,
@@ -150,14 +212,54 @@ pub fn train_model(
                 ));
             }
         }
-        log.line(&format!("[{} fold {fold}] epoch {} done in {:.0} s", cfg.model, epoch + 1, te.elapsed().as_secs_f64()));
+        log.line(&format!("[{} {fold}] epoch {} done in {:.0} s", cfg.model, epoch + 1, te.elapsed().as_secs_f64()));
         model.clone().into_record().save(&ck_model).map_err(|e| LabError::record(&ck_model, e))?;
         optim.save(&ck_optim).map_err(|e| LabError::record(&ck_optim, e))?;
-        let ck = Checkpoint { fold, epochs_done: epoch + 1, rng: rng.next_u64() };
+        let ck = Checkpoint { fold: fold.to_string(), epochs_done: epoch + 1, rng: rng.next_u64() };
         rng = Rng::new(ck.rng);
         write(&ck_state, serde_json::to_string(&ck)?.as_bytes())?;
     }
     Ok(model.valid())
+}
+
+/// A stable hash of a recipe: results of runs are only reused by the same recipe.
+pub fn recipe_hash(cfg: &TrainConfig) -> u64 {
+    stable_hash(&serde_json::to_string(cfg).unwrap_or_default(), 0)
+}
+
+/// One run (a cross-validation fold, a left-out source) claimed by this process, so that
+/// several `ctxr train --resume` processes on one work folder share the runs instead of
+/// repeating them. The claim file holds the process id; a claim whose process is gone is
+/// taken over. Dropping the claim releases it.
+pub struct Claim(PathBuf);
+
+impl Claim {
+    /// Claim `name` in `work`; `None` while a live process holds it.
+    pub fn take(work: &Path, name: &str) -> Option<Claim> {
+        let path = work.join(format!("{name}.claim"));
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    let _ = write!(f, "{}", std::process::id());
+                    return Some(Claim(path));
+                }
+                Err(_) => {
+                    let holder = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u32>().ok());
+                    if holder.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+                        return None;
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Write `bytes` to `path`, naming the path in the error.
@@ -203,6 +305,9 @@ pub fn load_record_file(arch: &ModelConfig, path: &Path, device: &Device) -> Res
 #[derive(Serialize, Deserialize)]
 pub struct FoldResult {
     pub fold: usize,
+    /// Hash of the recipe it ran ([`recipe_hash`]), so a resumed run never mixes recipes.
+    #[serde(default)]
+    pub recipe: u64,
     pub test_idx: Vec<usize>,
     pub logits: Vec<Vec<f32>>,
     pub seconds: f64,
@@ -216,6 +321,30 @@ pub struct RunOptions {
     pub work_root: PathBuf,
     pub resume: bool,
     pub epochs: Option<usize>,
+    /// Leave-one-source-out runs instead of the cross-validation: these sources (all of the
+    /// model's when empty).
+    pub loso: Option<Vec<String>>,
+    /// Train (claim) cross-validation folds only, then stop: a helper process for a run
+    /// another process will finish and ship.
+    pub folds_only: bool,
+    /// Recipe changes for experiments, `key=json` with a dotted key (`tone="windowed"`,
+    /// `augment.rotation_deg=10`); the manifest stores the recipe as changed.
+    pub overrides: Vec<String>,
+}
+
+/// The model's recipe with `overrides` applied.
+pub fn recipe_with(model: ModelId, overrides: &[String]) -> Result<TrainConfig, LabError> {
+    let mut v = serde_json::to_value(recipe(model))?;
+    for o in overrides {
+        let (key, value) = o.split_once('=').ok_or_else(|| LabError::Usage(format!("--set {o}: expected key=json")))?;
+        let value: serde_json::Value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.into()));
+        let mut at = &mut v;
+        for part in key.split('.') {
+            at = at.get_mut(part).ok_or_else(|| LabError::Usage(format!("--set {o}: the recipe has no '{key}'")))?;
+        }
+        *at = value;
+    }
+    Ok(serde_json::from_value(v)?)
 }
 
 /// Insert `entry` into the manifest in `weights_dir` (created when absent) and write it.
@@ -232,7 +361,7 @@ pub fn store_entry(weights_dir: &Path, entry: ModelEntry) -> Result<(), LabError
 /// its held-out fold, write the record and manifest entry, then evaluate it the way `ctxr
 /// eval` does and store that evaluation.
 pub fn run(opts: &RunOptions) -> Result<(), LabError> {
-    let mut cfg = recipe(opts.model);
+    let mut cfg = recipe_with(opts.model, &opts.overrides)?;
     if let Some(e) = opts.epochs {
         cfg.epochs = e;
     }
@@ -241,7 +370,7 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
     let mut log = Log::new(&work.join("train.log"));
     let started = Instant::now();
     log.line(&format!("[{}] config {}", cfg.model, serde_json::to_string(&cfg)?));
-    let plan = plan(cfg.model, &opts.data_dir)?;
+    let plan = plan(cfg.model, cfg.data, &opts.data_dir)?;
     let pre = cfg.preprocess();
     let t = Instant::now();
     let decode = ctxr::model::decode_options(cfg.model.modality());
@@ -260,29 +389,71 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
     if cfg.model == ModelId::Gate {
         return gate::gate_run(&cfg, &plan, &cache, &labels, &fold_of, &work, opts, &mut log);
     }
+    if let Some(sources) = &opts.loso {
+        loso::run(&cfg, &plan, &cache, &labels, sources, &work, opts.resume, &mut log)?;
+        let table = loso::summary(&cfg, &plan, &labels, &work);
+        if let Some(t) = &table {
+            log.line(&format!("[{}] leave-one-source-out mean AUC {:?} over {} sources", cfg.model, t.mean_auc, t.runs.len()));
+        }
+        // The shipped entry takes the table when it was trained with the same recipe.
+        let mpath = opts.weights_dir.join("manifest.json");
+        if let Some(mut manifest) = std::fs::read_to_string(&mpath).ok().and_then(|t| Manifest::parse(&t).ok())
+            && let Some(entry) = manifest.models.iter_mut().find(|m| m.id == cfg.model)
+            && let Some(training) = entry.training.as_mut().filter(|t| t.config == cfg)
+        {
+            training.leave_one_source_out = table;
+            write(&mpath, manifest.to_json().as_bytes())?;
+            log.line(&format!("[{}] stored the table in {}", cfg.model, mpath.display()));
+        }
+        return Ok(());
+    }
     let cpu = Device::flex();
     let n = plan.pool.len();
-    let mut results = Vec::new();
-    for f in 0..cfg.folds {
-        let path = work.join(format!("fold{f}.result.json"));
-        if opts.resume
-            && let Some(r) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<FoldResult>(&t).ok())
-        {
-            log.line(&format!("[{} fold {f}] done earlier, reusing its results", cfg.model));
-            results.push(r);
-            continue;
+    // Folds run in turn; with --resume several processes on one work folder share them
+    // (each claims a fold before training it) and the last waits for the others' folds.
+    let mut done: Vec<Option<FoldResult>> = (0..cfg.folds).map(|_| None).collect();
+    loop {
+        let mut waiting = false;
+        for (f, slot) in done.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let path = work.join(format!("fold{f}.result.json"));
+            if opts.resume
+                && let Some(r) =
+                    std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<FoldResult>(&t).ok()).filter(|r| r.recipe == recipe_hash(&cfg))
+            {
+                log.line(&format!("[{} fold {f}] done, reusing its results", cfg.model));
+                *slot = Some(r);
+                continue;
+            }
+            let Some(_claim) = Claim::take(&work, &format!("fold{f}")) else {
+                waiting = true;
+                continue;
+            };
+            let tf = Instant::now();
+            let train_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
+            let draws = Draws::for_recipe(&cfg, &plan.pool, &labels, &train_idx);
+            let model = train_model(&cfg, &cache, &labels, &train_idx, &draws, &format!("fold{f}"), &work.join("checkpoints"), opts.resume, &mut log)?;
+            write(&work.join(format!("fold{f}.bpk")), &record_bytes(&model, false)?)?;
+            let test_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f && labels[i].is_some() && cache.errors[i].is_none()).collect();
+            let logits = predict_logits(&model, &cache, &test_idx, &cpu, pre.mean, pre.std);
+            let r = FoldResult { fold: f, recipe: recipe_hash(&cfg), test_idx, logits, seconds: tf.elapsed().as_secs_f64() };
+            write(&path, serde_json::to_string(&r)?.as_bytes())?;
+            log.line(&format!("[{} fold {f}] finished in {:.1} min", cfg.model, r.seconds / 60.0));
+            *slot = Some(r);
         }
-        let tf = Instant::now();
-        let train_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
-        let model = train_model(&cfg, &cache, &labels, &train_idx, f, &work.join("checkpoints"), opts.resume, &mut log)?;
-        write(&work.join(format!("fold{f}.bpk")), &record_bytes(&model, false)?)?;
-        let test_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f && labels[i].is_some() && cache.errors[i].is_none()).collect();
-        let logits = predict_logits(&model, &cache, &test_idx, &cpu, pre.mean, pre.std);
-        let r = FoldResult { fold: f, test_idx, logits, seconds: tf.elapsed().as_secs_f64() };
-        write(&path, serde_json::to_string(&r)?.as_bytes())?;
-        log.line(&format!("[{} fold {f}] finished in {:.1} min", cfg.model, r.seconds / 60.0));
-        results.push(r);
+        if !waiting || opts.folds_only {
+            break;
+        }
+        log.line(&format!("[{}] waiting for folds another process is training", cfg.model));
+        std::thread::sleep(std::time::Duration::from_secs(30));
     }
+    if opts.folds_only {
+        log.line(&format!("[{}] folds-only helper: no fold left to claim", cfg.model));
+        return Ok(());
+    }
+    let results: Vec<FoldResult> = done.into_iter().flatten().collect();
     // Cross-validation summary (cache path; same preprocessing, 8-bit cached inputs).
     let binary = cfg.classes.len() == 2;
     let mut per_fold = Vec::new();
@@ -360,6 +531,7 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
         validation: None,
         minutes: Some(started.elapsed().as_secs_f64() / 60.0),
         machine: Some(format!("{} CPU threads, burn flex", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))),
+        leave_one_source_out: loso::summary(&cfg, &plan, &labels, &work),
     };
     let entry_for = |bytes: &[u8], dtype: RecordDtype| ModelEntry {
         temperature: Some(temperature as f32),
