@@ -13,7 +13,7 @@ const hooks = {
   constants: null, // the engine's page_constants() (file-size limit, window presets, colour maps)
   results: 0, // results and errors shown in the result panel
   firstResultMs: null, // page time of the first one, ms
-  current: null, // the result shown: {name, model, refused, label, gate} (null after an error)
+  current: null, // the result shown: {name, model, refused, label, probabilities, gate} (null after an error)
   heatmaps: 0, // Grad-CAM overlays drawn
   heatmapMs: null, // how long the last one took in the engine, ms
   done: 0, // batch files finished (classified, refused or failed)

@@ -69,6 +69,7 @@ function markResult() {
       model: cur.r.model,
       refused: cur.r.refused,
       label: cur.r.prediction?.label ?? null,
+      probabilities: cur.r.prediction?.probabilities ? Array.from(cur.r.prediction.probabilities) : null,
       gate: cur.r.gate?.reason ?? null,
     },
   });

@@ -9,7 +9,7 @@
 // ES modules are served, precached and loaded, and that its menus come from the engine's
 // page_constants(). It prints sizes and timings per backend and ends with "N passed, N failed".
 import { chromium } from 'playwright-core';
-import { execSync } from 'node:child_process';
+import { execFileSync, execSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -87,6 +87,28 @@ function meanAbsDiff(a, b) {
   return s / a.length;
 }
 
+// `ctxr analyze` (the page's own path in the native CLI, flex backend) on the same bytes with
+// the page's weights: the browser's probabilities must match within 1e-4 on either backend.
+const cli = join(root, 'target', 'release', 'ctxr');
+function sameAsCli(c, r) {
+  if (!existsSync(cli)) {
+    check(false, `${c.label}: compared with the CLI`, `${cli} missing: run \`cargo build --release --bin ctxr\` first`);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'ctxr-cli-'));
+  const path = join(dir, c.file.name);
+  writeFileSync(path, c.file.buffer);
+  try {
+    const out = execFileSync(cli, ['analyze', '--weights', join(www, 'weights'), '--model', c.model || 'auto', path], { encoding: 'utf8' });
+    const want = JSON.parse(out.split('\n').find((l) => l.startsWith('{'))).probabilities;
+    const got = r.probabilities || [];
+    const diff = want.length === got.length ? Math.max(...want.map((p, i) => Math.abs(p - got[i]))) : Infinity;
+    check(diff <= 1e-4, `${c.label}: same probabilities as the CLI (max |Δ| ${diff.toExponential(1)})`, `page ${JSON.stringify(got)} CLI ${JSON.stringify(want)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // Models fetched on demand so far (per browser context): the first image of a modality may
 // fetch that model's record (a GET of weights/ct.bpk or weights/cxr.bpk, nothing sent); no
 // other request may happen between a file dropped and its result.
@@ -104,6 +126,7 @@ async function classify(page, requests, c) {
   check(during.length === allowed.length, `${c.label}: no request between file dropped and result shown${allowed.length ? ` but the ${r.model} model's weights, fetched on first use` : ''}`,
     during.map((q) => `${q.method} ${q.url}`).join(' '));
   if (c.model) await page.selectOption('#model', 'auto');
+  if (r.model && !r.refused) sameAsCli(c, r);
   const e = c.expect;
   if (e.model) check(r.model === e.model && !r.refused, `${c.label}: read by the ${e.model} model (→ ${r.label})`, JSON.stringify(r));
   if (e.refused) check(r.refused === true && /colour|does not look/.test(r.message), `${c.label}: refused with a reason`, JSON.stringify(r));
@@ -234,7 +257,7 @@ async function dropFile(page, f) {
   return page.evaluate(() => {
     const cur = globalThis.ctxrHooks.current;
     const m = document.getElementById('message');
-    return { model: cur?.model ?? null, refused: cur?.refused ?? null, label: cur?.label ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.gate ?? null };
+    return { model: cur?.model ?? null, refused: cur?.refused ?? null, label: cur?.label ?? null, probabilities: cur?.probabilities ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.gate ?? null };
   });
 }
 
