@@ -99,8 +99,8 @@ function sameAsCli(c, r) {
   const path = join(dir, c.file.name);
   writeFileSync(path, c.file.buffer);
   try {
-    const out = execFileSync(cli, ['analyze', '--weights', join(www, 'weights'), '--model', c.model || 'auto', path], { encoding: 'utf8' });
-    const want = JSON.parse(out.split('\n').find((l) => l.startsWith('{'))).probabilities;
+    const stdout = execFileSync(cli, ['analyze', '--weights', join(www, 'weights'), '--model', c.model || 'auto', path], { encoding: 'utf8' });
+    const want = JSON.parse(stdout.split('\n').find((l) => l.startsWith('{'))).probabilities;
     const got = r.probabilities || [];
     const diff = want.length === got.length ? Math.max(...want.map((p, i) => Math.abs(p - got[i]))) : Infinity;
     check(diff <= 1e-4, `${c.label}: same probabilities as the CLI (max |Δ| ${diff.toExponential(1)})`, `page ${JSON.stringify(got)} CLI ${JSON.stringify(want)}`);
