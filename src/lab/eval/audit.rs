@@ -1,4 +1,4 @@
-//! Audit: two checks that a model reads the disease and not the dataset. The shortcut audit
+//! Audit: three checks that a model reads the disease and not the dataset. The shortcut audit
 //! says what the model calls images without its positive disease that come from other
 //! pipelines (adult normal films, non-COVID Hounsfield slices). The invariance check runs each
 //! image twice, as the user's file and as another pipeline would have made it (an X-ray
