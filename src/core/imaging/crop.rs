@@ -68,37 +68,8 @@ pub fn lung_box(unit: &[f32], w: u32, h: u32) -> Option<PixelBox> {
     let dark: Vec<bool> = grey.iter().map(|&g| g <= t).collect();
     let dark = dilate(&erode(&dark, sw, sh), sw, sh);
 
-    // Flood the border-connected dark pixels (outside air); what stays dark is enclosed.
-    let mut outside = vec![false; sw * sh];
-    let mut stack: Vec<usize> = Vec::new();
-    for x in 0..sw {
-        stack.push(x);
-        stack.push((sh - 1) * sw + x);
-    }
-    for y in 0..sh {
-        stack.push(y * sw);
-        stack.push(y * sw + sw - 1);
-    }
-    while let Some(i) = stack.pop() {
-        let Some(out) = outside.get_mut(i) else { continue };
-        if *out || !dark.get(i).copied().unwrap_or(false) {
-            continue;
-        }
-        *out = true;
-        let (x, y) = (i % sw, i / sw);
-        if x > 0 {
-            stack.push(i - 1);
-        }
-        if x + 1 < sw {
-            stack.push(i + 1);
-        }
-        if y > 0 {
-            stack.push(i - sw);
-        }
-        if y + 1 < sh {
-            stack.push(i + sw);
-        }
-    }
+    // The border-connected dark pixels are outside air; what stays dark is enclosed.
+    let outside = flood_from_border(&dark, sw, sh);
 
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0usize, 0usize);
     for (i, (&d, &o)) in dark.iter().zip(&outside).enumerate() {
