@@ -21,6 +21,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 WASM_BINDGEN_VERSION=0.2.130
 BINARYEN_VERSION=132.0.0
 PLAYWRIGHT_VERSION=1.65.1
+AXE_VERSION=4.14.1
 
 apt_updated=""
 apt_install() {
@@ -52,10 +53,11 @@ wasm_toolchain() {
 
 node_deps() {
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
-  local want=("playwright-core@$PLAYWRIGHT_VERSION")
+  # axe-core: the accessibility audit the browser tests inject into the page.
+  local want=("playwright-core@$PLAYWRIGHT_VERSION" "axe-core@$AXE_VERSION")
   [ "${CI:-}" = "true" ] || want+=("binaryen@$BINARYEN_VERSION")
   local have=1
-  [ -d node_modules/playwright-core ] || have=0
+  [ -d node_modules/playwright-core ] && [ -f node_modules/axe-core/axe.min.js ] || have=0
   if [ "${CI:-}" != "true" ] && [ ! -x node_modules/.bin/wasm-opt ]; then have=0; fi
   if [ "$have" = 0 ]; then
     log "npm install ${want[*]}"

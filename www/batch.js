@@ -43,8 +43,10 @@ export function recordResult(row, r, ms) {
   row.ms = ms;
   row.gate = r.gate;
   row.model = r.model;
+  row.trials = [];
+  for (const k of ['classes', 'probs', 'label', 'decision', 'positiveClass', 'seen', 'seenSize']) delete row[k];
   if (r.refused) {
-    row.status = 'refused';
+    row.status = r.gate?.unsure ? 'asked' : 'refused';
     return;
   }
   row.status = 'ok';
@@ -81,8 +83,15 @@ export function updateRow(row) {
   const fileCell = document.createElement('td');
   fileCell.append(open);
   const probs = row.probs ? row.classes.map((c, i) => `${c} ${pct(row.probs[i])}`).join(', ') : '';
-  const gate = row.status === 'error' ? `error: ${row.error.message}` : row.gate ? `${row.gate.accepted ? '' : 'refused: '}${row.gate.reason}` : row.status === 'ok' ? 'chosen by hand' : row.status;
-  tr.replaceChildren(cell(String(row.n)), fileCell, cell(row.model || ''), cell(row.decision || (row.status === 'refused' ? 'refused' : '')), cell(probs), cell(gate), cell(row.ms ? row.ms.toFixed(0) : ''));
+  const gate = row.status === 'error' ? `error: ${row.error.message}` : row.gate ? `${row.gate.accepted ? '' : row.gate.unsure ? 'asked: ' : 'refused: '}${row.gate.reason}` : row.status === 'ok' ? readAsWords(row) : row.status;
+  const trials = (row.trials || []).length ? ` (+ ${row.trials.length} teaching window trial${row.trials.length > 1 ? 's' : ''})` : '';
+  const decision = row.decision ? `${row.decision}${trials}` : row.status === 'refused' ? 'refused' : row.status === 'asked' ? 'asked which model' : '';
+  tr.replaceChildren(cell(String(row.n)), fileCell, cell(row.model || ''), cell(decision), cell(probs), cell(gate), cell(row.ms ? row.ms.toFixed(0) : ''));
+}
+
+// Who chose the model of a row the gate did not route.
+function readAsWords(row) {
+  return row.readAs ? `read as ${row.readAs} by your choice for this file` : 'read by your choice for every file';
 }
 
 /** The progress line and the series scores, after a row finished (or the table was cleared). */
@@ -91,9 +100,9 @@ export function updateBatch() {
   const done = rows.filter((r) => r.status !== 'queued' && r.status !== 'working').length;
   $('batch-bar').max = Math.max(1, rows.length);
   $('batch-bar').value = done;
-  const refused = rows.filter((r) => r.status === 'refused').length;
+  const refused = rows.filter((r) => r.status === 'refused' || r.status === 'asked').length;
   const errors = rows.filter((r) => r.status === 'error').length;
-  $('batch-text').textContent = `${done} of ${rows.length} done · ${refused} refused · ${errors} could not be read`;
+  $('batch-text').textContent = `${done} of ${rows.length} done · ${refused} not classified (refused or asked) · ${errors} could not be read`;
   record({ done });
   seriesScore();
 }
@@ -164,11 +173,14 @@ function csvField(v) {
 function exportCsv() {
   const rows = batch.rows;
   const classes = [...new Set(rows.flatMap((r) => r.classes || []))];
-  const head = ['file', 'series', 'status', 'model', 'decision', 'argmax', ...classes.map((c) => `p_${c}`), 'gate', 'error_kind', 'error', 'ms'];
+  const head = ['file', 'series', 'status', 'model', 'decision', 'argmax', ...classes.map((c) => `p_${c}`), 'chosen_by', 'gate', 'window_trials', 'error_kind', 'error', 'ms'];
   const lines = [head.join(',')];
   for (const r of rows) {
     const p = classes.map((c) => (r.classes && r.classes.includes(c) ? r.probs[r.classes.indexOf(c)].toFixed(6) : ''));
-    lines.push([r.name, r.series || '', r.status, r.model || '', r.decision || '', r.label || '', ...p, r.gate ? r.gate.reason : '', r.error?.kind || '', r.error?.message || '', r.ms ? r.ms.toFixed(1) : ''].map(csvField).join(','));
+    const chosen = r.gate ? 'input gate' : r.readAs ? `you, this file (${r.readAs})` : r.status === 'ok' ? 'you, every file' : '';
+    // Teaching one-offs: the window and the answer, never the row's result.
+    const trials = (r.trials || []).map((t) => `${t.window}: ${t.label} (${t.classes.map((c, i) => `${c} ${t.probabilities[i].toFixed(4)}`).join(' ')})`).join('; ');
+    lines.push([r.name, r.series || '', r.status, r.model || '', r.decision || '', r.label || '', ...p, chosen, r.gate ? r.gate.reason : '', trials, r.error?.kind || '', r.error?.message || '', r.ms ? r.ms.toFixed(1) : ''].map(csvField).join(','));
   }
   const blob = new Blob([lines.join('\n') + '\n'], { type: 'text/csv' });
   const a = document.createElement('a');
@@ -178,15 +190,22 @@ function exportCsv() {
   setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 }
 
-/** `onOpen(row)`: show a finished row again; `onClear()`: drop the files still queued. */
+/**
+ * `onOpen(row)`: show a finished row again; `onClear(n)`: the `n` files of the table were
+ * dropped (forget the queue, empty the result panel).
+ */
 export function setupBatch({ onOpen, onClear }) {
   batch.onOpen = onOpen;
   batch.onClear = onClear;
   $('csv').addEventListener('click', exportCsv);
   $('clear').addEventListener('click', () => {
+    const n = batch.rows.length;
+    // A file still being read finds its row cleared and shows nothing.
+    for (const r of batch.rows) r.cleared = true;
     batch.rows = [];
-    batch.onClear();
     $('batch-table').tBodies[0].replaceChildren();
     updateBatch();
+    $('batch').hidden = true;
+    batch.onClear(n);
   });
 }

@@ -473,6 +473,24 @@ function renderLimitations(models, disclaimer) {
 }
 
 /**
+ * Scrollable tables are regions named by their caption; the same caption under two models
+ * would give two landmarks one name. Each name gets its model's heading in front, and a
+ * name still repeated gets a number.
+ */
+function uniqueRegionNames(root) {
+  const seen = new Map();
+  for (const r of root.querySelectorAll('[role="region"]')) {
+    const sec = r.closest('[aria-labelledby]');
+    const h = sec && sec !== r ? root.querySelector(`#${sec.getAttribute('aria-labelledby')}`) : null;
+    let name = r.getAttribute('aria-label') || 'table';
+    if (h && !name.startsWith(h.textContent)) name = `${h.textContent}: ${name}`;
+    const k = (seen.get(name) || 0) + 1;
+    seen.set(name, k);
+    r.setAttribute('aria-label', k > 1 ? `${name} (${k})` : name);
+  }
+}
+
+/**
  * Draw the model card for `manifest` into `container`, replacing its children.
  * Safe on partial or missing manifests; returns the root element (or null
  * when `container` is not an element).
@@ -496,6 +514,7 @@ export function renderModelCard(container, manifest) {
   safely(root, () => renderLimitations(models, disclaimer));
 
   if (num(m.format_version) !== null) root.append(el('p', 'mc-muted mc-version', `Manifest format ${m.format_version}.`));
+  uniqueRegionNames(root);
   container.replaceChildren(root);
   return root;
 }

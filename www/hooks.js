@@ -16,6 +16,8 @@ const hooks = {
   current: null, // the result shown: {name, model, refused, label, probabilities, gate} (null after an error)
   heatmaps: 0, // Grad-CAM overlays drawn
   heatmapMs: null, // how long the last one took in the engine, ms
+  heatmapOf: 0, // the `results` count of the result the last overlay belongs to
+  displays: 0, // images re-drawn with another display window (window/level)
   done: 0, // batch files finished (classified, refused or failed)
   sw: null, // 'ready' once the service worker controls the page (offline use)
 };

@@ -6,7 +6,7 @@
 import { call } from './rpc.js';
 import { pageState, setStatus } from './status.js';
 import { addRow, markWorking, recordError, recordResult, updateBatch, updateRow } from './batch.js';
-import { show, showError, windowChoice } from './viewer.js';
+import { show, showError } from './viewer.js';
 
 const $ = (id) => document.getElementById(id);
 const input = {
@@ -108,8 +108,24 @@ export async function reopen(row) {
   try { await analyzeRow(row, false); } finally { input.running = false; pump(); }
 }
 
-function request() {
-  return { model: $('model').value, window: windowChoice(), frame: 0 };
+/** Read one file again with `model` ('ct' | 'cxr') chosen for it alone; its row is updated. */
+export async function readAs(row, model) {
+  if (input.running || row.status === 'queued') return;
+  row.readAs = model;
+  input.running = true;
+  try { await analyzeRow(row, true); } finally { input.running = false; updateBatch(); pump(); }
+}
+
+/** The file on screen again, after the model choice for every file changed. */
+export async function rerun(row) {
+  if (!row || input.running || row.status === 'queued') return;
+  input.running = true;
+  try { await analyzeRow(row, true); } finally { input.running = false; updateBatch(); pump(); }
+}
+
+// The model always reads its trained input (window 'auto'): window/level is display only.
+function request(row) {
+  return { model: row.readAs || $('model').value, window: { kind: 'auto' }, frame: 0 };
 }
 
 function tooLarge(file) {
@@ -127,10 +143,12 @@ async function analyzeRow(row, record) {
     const big = tooLarge(row.file);
     if (big) throw big;
     const bytes = await row.file.arrayBuffer();
-    const r = await call('analyze', { bytes, request: request() }, [bytes]);
+    const r = await call('analyze', { bytes, request: request(row) }, [bytes]);
+    if (row.cleared) return;
     if (record) recordResult(row, r, performance.now() - t);
     show(row, r);
   } catch (e) {
+    if (row.cleared) return;
     if (record) recordError(row, e, performance.now() - t);
     showError(row, e);
   }

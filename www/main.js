@@ -6,9 +6,9 @@
 import { record } from './hooks.js'; // first: defines globalThis.ctxrHooks before anything happens
 import { call, startWorker, workerRequests } from './rpc.js';
 import { engineName, setStatus } from './status.js';
-import { clearQueue, configureInput, pump, reopen, setupInput } from './input.js';
-import { configureViewer, setupViewer } from './viewer.js';
-import { configureBatch, setupBatch } from './batch.js';
+import { clearQueue, configureInput, pump, readAs, reopen, rerun, setupInput } from './input.js';
+import { clearViewer, configureViewer, setupViewer, shownRow } from './viewer.js';
+import { configureBatch, setupBatch, updateRow } from './batch.js';
 import { renderModelCard } from './card.js';
 
 const $ = (id) => document.getElementById(id);
@@ -27,7 +27,7 @@ async function initEngine() {
     if (generation !== engine.generation) return;
     const constants = r.constants;
     configureInput({ constants });
-    configureViewer({ manifest: r.manifest, constants });
+    configureViewer({ manifest: r.manifest, constants, version: r.version });
     configureBatch({ manifest: r.manifest });
     const times = Object.entries(r.times || {}).map(([k, v]) => `${engineName(k)} ${v.toFixed(1)} ms`).join(', ');
     $('version').textContent = r.version;
@@ -39,6 +39,8 @@ async function initEngine() {
     }
     record({ backend: r.backend, startupMs: Math.round(r.startup_ms), constants });
     setStatus('ready', { engine: engineName(r.backend, true), how: `(${r.how}${times ? `: ${times}` : ''})` });
+    // Why WebGPU could not start, for the curious (hover), not for the sentence.
+    $('backend-how').title = r.detail || '';
     pump();
   } catch (e) {
     if (generation !== engine.generation) return;
@@ -46,21 +48,46 @@ async function initEngine() {
   }
 }
 
-// The gate comes with the engine; a CT or X-ray model is fetched when the first image that
-// needs it arrives, and the bar shows again for that download.
-const MODEL_WORDS = { gate: 'the input gate', ct: 'the CT model (first CT image)', cxr: 'the X-ray model (first X-ray)' };
+// Start-up in stages: the engine's download (with its bytes), its compilation, the input
+// gate's download, then the backend timing. A CT or X-ray model is fetched when the first
+// image that needs it arrives, and the bar shows again for that download.
+const STAGE_WORDS = {
+  engine: 'Downloading the engine (WebAssembly)',
+  compile: 'Compiling the engine',
+  gate: 'Downloading the input gate',
+  backend: 'Starting the backend and timing it',
+  ct: 'Downloading the CT model (first CT image)',
+  cxr: 'Downloading the X-ray model (first X-ray)',
+};
 
-function showProgress(got, total, model) {
-  $('load-label').textContent = `Downloading ${MODEL_WORDS[model] || 'the models'}`;
-  if (engine.ready) $('load').hidden = got >= total;
-  $('load-bar').max = total || 1;
-  $('load-bar').value = got;
-  $('load-text').textContent = `${(got / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
+function showProgress(got, total, stage) {
+  $('load-label').textContent = STAGE_WORDS[stage] || 'Downloading the models';
+  if (engine.ready) $('load').hidden = total > 0 && got >= total;
+  const bar = $('load-bar');
+  if (total > 0) {
+    bar.max = total;
+    bar.value = got;
+    $('load-text').textContent = `${(got / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
+  } else {
+    bar.removeAttribute('value'); // indeterminate while compiling or timing
+    $('load-text').textContent = '';
+  }
 }
 
+// Written only when the count changes (the number is not a live region).
 function updateRequests() {
   const page = performance.getEntriesByType('navigation').length + performance.getEntriesByType('resource').length;
-  $('requests').textContent = String(page + workerRequests());
+  const text = String(page + workerRequests());
+  if ($('requests').textContent !== text) $('requests').textContent = text;
+}
+
+// Reading every file with one model is loud: a banner says so and what still applies.
+const OVERRIDE_WORDS = { ct: 'a chest CT slice', cxr: 'a chest X-ray' };
+function showOverride() {
+  const m = $('model').value;
+  $('override').hidden = m === 'auto';
+  $('override').textContent = m === 'auto' ? ''
+    : `Every file is now read as ${OVERRIDE_WORDS[m]}: the input gate's network is off, so nothing checks that a file is one (colour pictures and non-chest DICOM files are still refused). Choose "detected per file" to turn the gate back on.`;
 }
 
 if ('serviceWorker' in navigator && location.protocol !== 'file:') {
@@ -80,8 +107,25 @@ select.addEventListener('change', (e) => {
   initEngine();
 });
 setupInput();
-setupViewer();
-setupBatch({ onOpen: reopen, onClear: clearQueue });
+setupViewer({ onReadAs: readAs, onTrial: updateRow });
+setupBatch({
+  onOpen: reopen,
+  onClear: (n) => {
+    clearQueue();
+    clearViewer();
+    $('cleared').textContent = `Cleared: ${n} file${n === 1 ? '' : 's'} and ${n === 1 ? 'its result' : 'their results'} removed from this page.`;
+  },
+});
+// A new choice for every file applies to the file on screen at once (a repeated choice is none).
+let modelChoice = $('model').value;
+$('model').addEventListener('change', () => {
+  if ($('model').value === modelChoice) return;
+  modelChoice = $('model').value;
+  showOverride();
+  const row = shownRow();
+  if (row) { row.readAs = undefined; rerun(row); }
+});
+showOverride();
 startWorker({ onProgress: showProgress, onRequests: updateRequests, onRestart: initEngine });
 initEngine();
 setInterval(updateRequests, 1000);

@@ -128,6 +128,15 @@
  * @property {Object<string, object>} acceptance
  * @property {object} natural_photos
  * @property {number} limit
+ * @property {AskRule} [ask]
+ */
+
+/**
+ * When the gate asks which model should read an image instead of accepting it.
+ * @typedef {object} AskRule
+ * @property {number} ask_below
+ * @property {string} rule
+ * @property {Object<string, {routed_correctly: number, misrouted: number, rows: {below: number, correct_asked: number, misrouted_asked: number}[]}>} sets
  */
 
 /**
@@ -220,6 +229,7 @@
  * @property {number[]|null} probabilities
  * @property {number|null} distance
  * @property {number|null} threshold
+ * @property {boolean} unsure
  */
 
 /**
@@ -285,6 +295,9 @@
  * @property {Decision|null} decision
  * @property {Window} window
  * @property {string[]} layers
+ * @property {{x: number, y: number, width: number, height: number}|null} crop
+ * @property {string[]} cautions
+ * @property {boolean} below_bar
  * @property {Timings} timings
  * @property {Backend} backend
  * @property {number} display_width
@@ -316,7 +329,26 @@
  * @property {number} display_max_side
  * @property {{id: string, label: string, center: number, width: number}[]} window_presets
  * @property {string[]} colormaps
+ * @property {{colormap: string, rgb: number[][]}[]} colormap_stops
+ * @property {number} heat_transparent_below
+ * @property {number} heat_opaque_from
  * @property {Backend[]} backends
+ */
+
+/**
+ * The shown image through another display window (`display` arrives as a Uint8Array besides).
+ * @typedef {object} Display
+ * @property {Window} window
+ * @property {number} display_width
+ * @property {number} display_height
+ */
+
+/**
+ * The shown image classified once through another window: a teaching one-off, not its result.
+ * @typedef {object} WindowTrial
+ * @property {Window} window
+ * @property {Prediction} prediction
+ * @property {Decision|null} decision
  */
 
 export {};

@@ -55,6 +55,14 @@ async function fetchModels(models, onProgress) {
   }
 }
 
+// The engine: its WebAssembly downloaded with progress (the largest download of all), then
+// compiled; the stages are reported to the page.
+async function loadEngine() {
+  const bytes = await fetchBytes(new URL('./pkg/ctxr_bg.wasm', import.meta.url), (got, total) => post({ type: 'progress', got, total, model: 'engine' }));
+  post({ type: 'progress', got: 0, total: 0, model: 'compile' });
+  return init({ module_or_path: bytes });
+}
+
 // The manifest, then the models needed before any image: the gate (every model when the
 // manifest has none, since nothing could route an image then).
 async function loadStart(onProgress) {
@@ -85,20 +93,26 @@ async function start(backend) {
 // The model the backends are timed on: one that is always loaded first.
 const benchModel = () => Object.keys(records)[0];
 
+// The backend: the one asked for, else the faster of the two on a warm-up input. A WebGPU
+// that cannot start (asked for or not) ends on the CPU, said in one plain sentence; the
+// reason is kept for the curious.
 async function choose(preference) {
   const hasGpu = typeof navigator !== 'undefined' && !!navigator.gpu;
-  if (preference === 'cpu' || (preference === 'auto' && !hasGpu)) {
-    return { engine: await start('cpu'), how: preference === 'cpu' ? 'chosen by you' : 'WebGPU is not available in this browser', times: {} };
-  }
+  post({ type: 'progress', got: 0, total: 0, model: 'backend' });
+  if (preference === 'cpu') return { engine: await start('cpu'), how: 'chosen by you', times: {} };
+  const onCpu = async (where, detail = null) => ({
+    engine: await start('cpu'),
+    how: `${preference === 'webgpu' ? 'You asked for WebGPU, but it' : 'WebGPU'} is not available ${where}, so the CPU runs the models`,
+    detail,
+    times: {},
+  });
+  if (!hasGpu) return onCpu('in this browser');
   let gpu = null;
   let gpuError = null;
   // wgpu's message ends with a dump of every backend it probed: keep the first sentence.
   try { gpu = await start('webgpu'); } catch (e) { gpuError = asError(e).message.split(' for WgpuDevice')[0].split(': No suitable')[0]; }
-  if (preference === 'webgpu') {
-    if (!gpu) throw { kind: 'no_webgpu', message: gpuError || 'WebGPU is not available' };
-    return { engine: gpu, how: 'chosen by you', times: {} };
-  }
-  if (!gpu) return { engine: await start('cpu'), how: `WebGPU failed to start (${gpuError})`, times: {} };
+  if (!gpu) return onCpu('on this machine', gpuError);
+  if (preference === 'webgpu') return { engine: gpu, how: 'chosen by you', times: {} };
   const cpu = await start('cpu');
   const id = benchModel();
   const times = { webgpu: await gpu.benchmark(id, 5), cpu: await cpu.benchmark(id, 5) };
@@ -110,7 +124,7 @@ async function choose(preference) {
 const ops = {
   async init({ backend = 'auto' }) {
     const t0 = performance.now();
-    wasm = await init();
+    wasm = wasm || (await loadEngine());
     if (typeof ctxr.page_constants !== 'function') {
       throw { kind: 'internal', message: 'this build of the engine has no page_constants(): rebuild www/pkg' };
     }
@@ -122,6 +136,7 @@ const ops = {
     return {
       backend: engine.backend(),
       how: choice.how,
+      detail: choice.detail ?? null,
       times: choice.times,
       loaded: engine.loaded(),
       version: version(),
@@ -142,9 +157,12 @@ const ops = {
     }
     return [r, [r.display.buffer, r.seen.buffer]];
   },
-  async rewindow({ window }) {
-    const r = await engine.rewindow(window);
-    return [r, [r.display.buffer, r.seen.buffer]];
+  async redisplay({ window }) {
+    const d = engine.redisplay(window);
+    return [d, [d.display.buffer]];
+  },
+  async try_window({ window }) {
+    return await engine.try_window(window);
   },
   async explain({ cls, layer, colormap }) {
     const h = await engine.explain(cls, layer, colormap);

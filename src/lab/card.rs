@@ -188,17 +188,45 @@ pub fn render(m: &Manifest) -> String {
                 }
             }
             Some(Evaluation::Gate(ev)) => {
-                let _ = writeln!(out, "Gate checks:\n\n| set | n | accepted | routed to the right model |\n|---|---|---|---|");
+                let _ = writeln!(
+                    out,
+                    "Gate checks (asked: the page asks the user which model should read the image; the rest is refused):\n\n| set | n | accepted | routed to the right model | asked |\n|---|---|---|---|---|"
+                );
                 for (k, v) in &ev.acceptance {
                     let _ = writeln!(
                         out,
-                        "| {k} | {} | {} ({}) | {} ({}) |",
+                        "| {k} | {} | {} ({}) | {} ({}) | {} |",
                         v.n,
                         v.accepted,
                         f(Some(v.accepted_rate)),
                         v.routed_correctly,
-                        f(Some(v.routed_rate))
+                        f(Some(v.routed_rate)),
+                        v.asked
                     );
+                }
+                if let Some(a) = &ev.ask {
+                    let _ = writeln!(
+                        out,
+                        "\n**When the gate asks.** Below a confidence of {:.2} (the larger of its P(ct) and P(cxr)) the gate does not accept an image it would route: the page asks which model should read it. The bar is {}. Share of the images the network would route that the bar asks about, by whether it routes them to the right model:\n",
+                        a.ask_below, a.rule
+                    );
+                    let sets: Vec<_> = a.sets.iter().collect();
+                    let head: Vec<String> =
+                        sets.iter().map(|(k, t)| format!("{k}: of {} routed right | of {} routed wrong", t.routed_correctly, t.misrouted)).collect();
+                    let _ = writeln!(out, "| asks below | {} |\n|---|{}", head.join(" | "), "---|".repeat(2 * sets.len()));
+                    let rows = sets.first().map_or(0, |(_, t)| t.rows.len());
+                    for i in 0..rows {
+                        let cells: Vec<String> = sets
+                            .iter()
+                            .filter_map(|(_, t)| t.rows.get(i).map(|r| (t, r)))
+                            .map(|(t, r)| {
+                                let wrong = if t.misrouted == 0 { "—".to_string() } else { f(Some(r.misrouted_asked)) };
+                                format!("{} | {wrong}", f(Some(r.correct_asked)))
+                            })
+                            .collect();
+                        let below = sets.first().and_then(|(_, t)| t.rows.get(i)).map_or(0.0, |r| r.below);
+                        let _ = writeln!(out, "| {below:.2} | {} |", cells.join(" | "));
+                    }
                 }
                 let np = &ev.natural_photos;
                 let names: Vec<&str> = np.files.iter().map(|x| x.file.rsplit('/').next().unwrap_or("?")).collect();

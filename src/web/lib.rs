@@ -24,9 +24,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use ctxr::decode::Limits;
-use ctxr::explain::Colormap;
+use ctxr::explain::{Colormap, colormap};
 use ctxr::imaging::{WindowChoice, WindowPreset};
-use ctxr::infer::analysis::{Analysis, AnalyzeError, Current, DISPLAY_MAX_SIDE, Models, Request, now_ms};
+use ctxr::infer::analysis::{Analysis, AnalyzeError, Current, DISPLAY_MAX_SIDE, Models, Request};
 use ctxr::model::device::{self, BackendKind};
 use ctxr::model::{Manifest, ModelId};
 
@@ -59,7 +59,20 @@ struct PageConstants {
     display_max_side: u32,
     window_presets: Vec<PresetOut>,
     colormaps: Vec<Colormap>,
+    /// Each colour map sampled at 33 evenly spaced values from 0 to 1 (the page's colour bar).
+    colormap_stops: Vec<ColormapStops>,
+    /// Heat below this is transparent, from `heat_opaque_from` up fully opaque (the
+    /// overlay's alpha; the colour bar shows the fade).
+    heat_transparent_below: f32,
+    heat_opaque_from: f32,
     backends: Vec<BackendKind>,
+}
+
+/// One colour map's colours along its scale.
+#[derive(Serialize)]
+struct ColormapStops {
+    colormap: Colormap,
+    rgb: Vec<[u8; 3]>,
 }
 
 /// The limits, window presets, colour maps and backends the page offers.
@@ -76,6 +89,9 @@ pub fn page_constants() -> Result<JsValue, JsValue> {
             })
             .collect(),
         colormaps: Colormap::ALL.to_vec(),
+        colormap_stops: Colormap::ALL.into_iter().map(|c| ColormapStops { colormap: c, rgb: (0..=32).map(|i| c.rgb(i as f32 / 32.0)).collect() }).collect(),
+        heat_transparent_below: colormap::TRANSPARENT_BELOW,
+        heat_opaque_from: colormap::OPAQUE_FROM,
         backends: vec![BackendKind::WebGpu, BackendKind::Cpu],
     };
     to_js(&c)
@@ -200,19 +216,29 @@ impl Engine {
         })
     }
 
-    /// Classify the current image again with another window (no second decode).
-    pub fn rewindow(&self, window: JsValue) -> Promise {
+    /// Classify the current image through another window without changing its result (the
+    /// page's labelled one-off): resolves to `{window, prediction, decision}`.
+    pub fn try_window(&self, window: JsValue) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
             let w: WindowChoice = serde_wasm_bindgen::from_value(window).map_err(|e| error("bad_request", &e.to_string()))?;
-            let mut guard = state.try_borrow_mut().map_err(|_| busy())?;
-            let st = &mut *guard;
-            let cur = st.current.as_mut().ok_or_else(|| analyze_error(&AnalyzeError::NoImage))?;
-            let t = now_ms();
-            let mut a = st.models.classify_current(cur, w).await.map_err(|e| analyze_error(&e))?;
-            a.timings.total_ms = now_ms() - t;
-            analysis_to_js(&a)
+            let st = state.try_borrow().map_err(|_| busy())?;
+            let cur = st.current.as_ref().ok_or_else(|| analyze_error(&AnalyzeError::NoImage))?;
+            let t = st.models.try_window(cur, w).await.map_err(|e| analyze_error(&e))?;
+            to_js(&t)
         })
+    }
+
+    /// The current image through another window, for viewing only: returns `{window,
+    /// display_width, display_height, display: Uint8Array}`; the model's result is unchanged.
+    pub fn redisplay(&self, window: JsValue) -> Result<JsValue, JsValue> {
+        let w: WindowChoice = serde_wasm_bindgen::from_value(window).map_err(|e| error("bad_request", &e.to_string()))?;
+        let st = self.state.try_borrow().map_err(|_| busy())?;
+        let cur = st.current.as_ref().ok_or_else(|| analyze_error(&AnalyzeError::NoImage))?;
+        let d = st.models.redisplay(cur, w).map_err(|e| analyze_error(&e))?;
+        let o = to_js(&d)?;
+        set_bytes(&o, "display", &d.display);
+        Ok(o)
     }
 
     /// Grad-CAM of class index `class` at stage `layer` (1-based) of the current image,

@@ -65,6 +65,8 @@ function cases() {
     { label: '16-bit TIFF (COVID-CTset convention)', file: file('ct/decoder-samples/tiff-uint16-ct/ID_0008_AGE_0051_CONTRAST_1_CT.tif'), expect: { model: 'ct' } },
     { label: 'PNG CT slice', file: png, expect: { model: 'ct' }, heatmap: true },
     { label: 'CXR JPEG', file: file(firstIn('cxr/images/kermany-224/pneumonia', /\.jpe?g$/i)), expect: { model: 'cxr' } },
+    // A Hannover film the gate once accepted as a CT slice at 39 %: below the gate's bar it asks.
+    { label: 'X-ray the gate is unsure about', file: file('cxr/images/hannover/covid/0a7faa2a.png'), expect: { asked: 'cxr' } },
     { label: 'natural photo', file: file('odd-inputs/image-rs/tests/images/jpg/progressive/cat.jpg'), expect: { refused: true } },
     { label: 'broken file', file: broken, expect: { error: 'malformed' } },
     { label: 'next file after the broken one', file: png, expect: { model: 'ct' } },
@@ -114,7 +116,7 @@ function sameAsCli(c, r) {
 // other request may happen between a file dropped and its result.
 const onDemand = new WeakMap();
 async function classify(page, requests, c) {
-  if (c.model) await page.selectOption('#model', c.model);
+  if (c.model) await setModel(page, c.model);
   const nReq = requests.length;
   const r = await dropFile(page, c.file);
   const during = requests.slice(nReq);
@@ -125,11 +127,12 @@ async function classify(page, requests, c) {
   allowed.forEach((q) => fetched.add(model(q.url)));
   check(during.length === allowed.length, `${c.label}: no request between file dropped and result shown${allowed.length ? ` but the ${r.model} model's weights, fetched on first use` : ''}`,
     during.map((q) => `${q.method} ${q.url}`).join(' '));
-  if (c.model) await page.selectOption('#model', 'auto');
+  if (c.model) await setModel(page, 'auto');
   if (r.model && !r.refused) sameAsCli(c, r);
   const e = c.expect;
   if (e.model) check(r.model === e.model && !r.refused, `${c.label}: read by the ${e.model} model (→ ${r.label})`, JSON.stringify(r));
-  if (e.refused) check(r.refused === true && /colour|does not look/.test(r.message), `${c.label}: refused with a reason`, JSON.stringify(r));
+  if (e.refused) check(r.refused === true && !r.asked && /colour|does not look/.test(r.message), `${c.label}: refused with a reason`, JSON.stringify(r));
+  if (e.asked) await askedCheck(page, c, r);
   if (e.error) check(r.kind === e.error && /^Could not read this file: .{10,}/.test(r.message), `${c.label}: readable error (${r.message})`, JSON.stringify(r));
   return r;
 }
@@ -178,11 +181,11 @@ async function seriesCheck(page, requests) {
   }
   const n = readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile()).length;
   const done = await hook(page, 'done');
-  await page.selectOption('#model', model);
+  await setModel(page, model);
   const nReq = requests.length;
   await page.setInputFiles('#folder', dir);
   await page.waitForFunction((want) => globalThis.ctxrHooks.done >= want, done + n, { timeout: 300000 });
-  await page.selectOption('#model', 'auto');
+  await setModel(page, 'auto');
   check(requests.length === nReq, `folder of ${n} files: no request while classifying`);
   const series = await page.evaluate(() => [...document.querySelectorAll('#series-list .series')].map((e) => ({
     slices: Number(e.dataset.slices), max: Number(e.dataset.max), mean: Number(e.dataset.mean), positive: e.dataset.positive, thumbs: e.querySelectorAll('canvas').length,
@@ -205,8 +208,8 @@ async function exportCsv(page, n) {
 }
 
 // The generated hostile corpus (tests/corpus, written by `ctxr corpus`): every file gives its
-// expected outcome — a typed error in plain words, or an image classified or refused with a
-// reason — and after every bad file a valid one still classifies (the module survived).
+// expected outcome — a typed error in plain words, or an image classified, refused with a
+// reason or asked about — and after every bad file a valid one still classifies (the module survived).
 async function corpusCheck(page, requests) {
   const dir = join(root, 'tests', 'corpus');
   if (!existsSync(join(dir, 'expected.json'))) {
@@ -232,7 +235,7 @@ async function corpusCheck(page, requests) {
       if (r.kind === e.kind && plain) good++; else bad.push(`${e.file}: expected ${e.kind}, got ${r.kind || r.model || 'nothing'} "${r.message}"`);
       const v = await dropFile(page, valid.file);
       if (v.model === 'ct' && !v.refused) survived++; else bad.push(`valid DICOM after ${e.file}: ${JSON.stringify(v)}`);
-    } else if ((r.model && !r.refused) || (r.refused && r.message.length > 10)) {
+    } else if ((r.model && !r.refused) || (r.refused && (r.message.length > 10 || (r.asked && r.gate)))) {
       good++;
     } else {
       bad.push(`${e.file}: expected an image, got ${JSON.stringify(r)}`);
@@ -248,17 +251,230 @@ async function corpusCheck(page, requests) {
   check(survived === nErr, `hostile corpus: a valid DICOM classified after each of the ${nErr} bad files (the module survived)`, `${survived}/${nErr}`);
 }
 
-// Drop one file on the page and wait for its result: the model, the decision, the message shown
-// and its error kind, the gate's reason.
-async function dropFile(page, f) {
-  const before = await hook(page, 'results');
-  await page.setInputFiles('#files', f);
-  await page.waitForFunction((n) => globalThis.ctxrHooks.results > n, before, { timeout: 120000 });
+// The result on screen: the model, the decision, whether the page asks which model should read
+// it, the message shown and its error kind, the gate's reason.
+function current(page) {
   return page.evaluate(() => {
     const cur = globalThis.ctxrHooks.current;
     const m = document.getElementById('message');
-    return { model: cur?.model ?? null, refused: cur?.refused ?? null, label: cur?.label ?? null, probabilities: cur?.probabilities ?? null, message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.gate ?? null };
+    return {
+      model: cur?.model ?? null, refused: cur?.refused ?? null, asked: cur?.asked ?? null, label: cur?.label ?? null, probabilities: cur?.probabilities ?? null,
+      message: m.hidden ? '' : m.textContent, kind: m.hidden ? '' : m.dataset.kind, gate: cur?.gate ?? null,
+    };
   });
+}
+
+// Files dropped one by one in this browser context (each is a row of the table and the CSV).
+const dropped = new WeakMap();
+
+// Drop one file on the page and wait for its result.
+async function dropFile(page, f) {
+  const before = await hook(page, 'results');
+  await page.setInputFiles('#files', f);
+  dropped.set(page, (dropped.get(page) || 0) + 1);
+  await page.waitForFunction((n) => globalThis.ctxrHooks.results > n, before, { timeout: 120000 });
+  return current(page);
+}
+
+// The model for every file ('auto': the gate decides per file). A new choice re-runs the file on
+// screen (when one is), so wait for that result before anything else.
+async function setModel(page, value) {
+  if ((await page.inputValue('#model')) === value) return;
+  const shown = await hook(page, 'current');
+  const n = await hook(page, 'results');
+  await page.selectOption('#model', value);
+  if (shown) await page.waitForFunction((n) => globalThis.ctxrHooks.results > n, n, { timeout: 120000 });
+}
+
+const sameProbabilities = (a, b) => !!a && !!b && a.length === b.length && a.every((p, i) => p === b[i]);
+
+// An image the gate is unsure about gets a question, never a result of either model; the answer
+// ("read this file as …") applies to that file alone.
+async function askedCheck(page, c, r) {
+  const shown = await page.evaluate(() => ({
+    ask: !document.getElementById('ask').hidden, text: document.getElementById('ask-text').textContent, prediction: !document.getElementById('prediction').hidden,
+  }));
+  check(r.refused === true && r.asked === true && r.model === null && !r.probabilities && shown.ask && !shown.prediction && /not sure/.test(shown.text),
+    `${c.label}: asked which model should read it, no result shown (${r.gate})`, JSON.stringify({ r, shown }));
+  const n = await hook(page, 'results');
+  await page.click(`#read-as-${c.expect.asked}`);
+  await page.waitForFunction((n) => globalThis.ctxrHooks.results > n, n, { timeout: 120000 });
+  const a = await current(page);
+  const words = await page.evaluate(() => document.getElementById('model-read').textContent);
+  check(a.model === c.expect.asked && !a.refused && /chosen by you for this file/.test(words), `${c.label}: "read this file as" gives the ${c.expect.asked} model's result (${words})`, JSON.stringify(a));
+  if (a.model === c.expect.asked) sameAsCli({ ...c, model: c.expect.asked }, a);
+  check((await page.inputValue('#model')) === 'auto' && (await page.isHidden('#override')), `${c.label}: the choice was for this file only (the gate still decides for the next)`);
+}
+
+// A result says which model read it and who chose it, states the decision against the alert
+// threshold drawn on the positive class's bar, lists the model's measured cautions, and (with a
+// heatmap) shows a colour bar and what the map means.
+const MODEL_WORDS = { ct: 'chest CT model', cxr: 'chest X-ray model' };
+async function resultWords(page, c, r) {
+  const v = await page.evaluate(() => {
+    const scale = document.getElementById('cam-scale');
+    const px = scale.getContext('2d').getImageData(0, 0, scale.width, 1).data;
+    const colours = new Set();
+    for (let i = 0; i < px.length; i += 4) colours.add(`${px[i]},${px[i + 1]},${px[i + 2]}`);
+    return {
+      read: document.getElementById('model-read').textContent,
+      decision: document.getElementById('decision').textContent,
+      rule: document.getElementById('decision-rule').textContent,
+      ticks: document.querySelectorAll('#bars .bar[data-threshold] .threshold').length,
+      cautions: [...document.querySelectorAll('#cautions li')].map((li) => li.textContent),
+      help: !document.getElementById('cam-help').hidden,
+      scaleColours: colours.size,
+    };
+  });
+  check(v.read.startsWith(`Read by the ${MODEL_WORDS[r.model]}`) && /chosen by (the input gate|you)/.test(v.read), `${c.label}: says which model read it and who chose it (${v.read})`, JSON.stringify(v));
+  check(v.ticks === 1 && /^P\(\w+\) [\d.]+ is (at or above|below) the \w+ alert threshold [\d.]+, chosen for \d+ % sensitivity/.test(v.rule) && v.decision.length > 3,
+    `${c.label}: the decision in words against the threshold drawn on the bar (${v.decision}; ${v.rule})`, JSON.stringify(v));
+  check(v.cautions.length >= 1 && /^AUC [\d.]+ /.test(v.cautions[0]), `${c.label}: the model's measured cautions (${v.cautions.join(' ')})`, JSON.stringify(v.cautions));
+  if (c.heatmap) check(v.help && v.scaleColours > 8, `${c.label}: a colour bar (${v.scaleColours} colours) and what the heatmap shows`, JSON.stringify(v));
+}
+
+// A model chosen for every file: a loud banner, the file on screen re-run at once, and the gate's
+// colour rule still on (the cat is refused, never classified).
+async function handChoiceChecks(page, list) {
+  const xray = list.find((c) => c.expect.model === 'cxr');
+  const photo = list.find((c) => c.expect.refused);
+  if (!xray || !photo) { console.log('  SKIPPED hand-choice checks: no X-ray case without ../shared/data'); return; }
+  const a = await dropFile(page, xray.file);
+  await setModel(page, 'ct');
+  const b = await current(page);
+  const banner = await page.evaluate(() => ({ shown: !document.getElementById('override').hidden, text: document.getElementById('override').textContent }));
+  check(a.model === 'cxr' && b.model === 'ct' && banner.shown && /every file/i.test(banner.text) && /still refused/.test(banner.text),
+    `choosing a model for every file re-runs the file on screen (${a.model} → ${b.model}) under a banner`, JSON.stringify({ a, b, banner }));
+  await setModel(page, 'cxr');
+  const cat = await dropFile(page, photo.file);
+  const ask = await page.isVisible('#ask');
+  check(cat.refused === true && cat.model === null && !cat.probabilities && !ask && /colour/.test(cat.message),
+    `${photo.label} after choosing the X-ray model for every file: refused, not classified (${cat.message})`, JSON.stringify({ cat, ask }));
+  await setModel(page, 'auto');
+  check((await page.isHidden('#override')) && (await current(page)).refused === true, 'back to "detected per file": the banner goes, the photo is still refused');
+}
+
+// Window/level is a display control: a preset redraws the image, never the result; a teaching
+// one-off is recorded apart; the same file again, and the next file, get the trained input.
+async function windowChecks(page, list) {
+  const hu = list.filter((c) => c.expect.model === 'ct' && /\.(dcm|tif)$/.test(c.file.name));
+  if (hu.length < 2) { console.log('  SKIPPED window checks: fewer than two Hounsfield images'); return; }
+  const [first, next] = hu;
+  const a = await dropFile(page, first.file);
+  const k = await hook(page, 'constants');
+  const preset = k.window_presets.find((p) => p.id !== 'lung') || k.window_presets[0];
+  const before = await canvasPixels(page, 'original');
+  const d = await hook(page, 'displays');
+  await page.selectOption('#window-preset', preset.id);
+  await page.waitForFunction((d) => globalThis.ctxrHooks.displays > d, d, { timeout: 120000 });
+  const shown = await current(page);
+  const redrawn = meanAbsDiff(before, await canvasPixels(page, 'original'));
+  check(redrawn > 1 && sameProbabilities(a.probabilities, shown.probabilities),
+    `${first.label}: the ${preset.id} preset redraws the image (mean |Δ| ${redrawn.toFixed(1)}) and leaves the result as it was`, JSON.stringify({ a: a.probabilities, shown: shown.probabilities }));
+  await page.click('#try-window');
+  await page.waitForFunction(() => /^One-off|^Could not/.test(document.getElementById('window-trial').textContent), null, { timeout: 120000 });
+  const trial = await page.evaluate(() => ({ text: document.getElementById('window-trial').textContent, row: [...document.querySelectorAll('#batch-table tbody tr')].pop()?.textContent || '' }));
+  check(/^One-off with W .* not trained on/.test(trial.text) && /teaching window trial/.test(trial.row) && sameProbabilities(a.probabilities, (await current(page)).probabilities),
+    `${first.label}: a teaching one-off is labelled, recorded in the table, and does not replace the result`, JSON.stringify(trial));
+  const again = await dropFile(page, first.file);
+  check(sameProbabilities(a.probabilities, again.probabilities) && (await page.inputValue('#window-preset')) === 'auto',
+    `${first.label}: the same file again after window/level play gives identical probabilities (the preset is not carried)`, JSON.stringify({ a: a.probabilities, again: again.probabilities }));
+  await page.selectOption('#window-preset', preset.id);
+  const r = await dropFile(page, next.file);
+  check(r.model === 'ct' && (await page.inputValue('#window-preset')) === 'auto', `${next.label}: the next file starts from the model's window`);
+  sameAsCli({ ...next, label: `${next.label} after a preset` }, r);
+}
+
+// The exported overlay PNG carries what it shows: a caption band and a tEXt chunk "ctxr" with the
+// file, model, decision, probabilities, class and layer.
+function pngText(buf) {
+  const out = {};
+  for (let i = 8; i + 8 <= buf.length;) {
+    const len = buf.readUInt32BE(i);
+    const type = buf.toString('latin1', i + 4, i + 8);
+    if (type === 'tEXt') {
+      const body = buf.subarray(i + 8, i + 8 + len);
+      const z = body.indexOf(0);
+      out[body.toString('latin1', 0, z)] = body.toString('latin1', z + 1);
+    }
+    i += 12 + len;
+  }
+  return out;
+}
+
+async function exportPngCheck(page, c) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const buf = readFileSync(await download.path());
+  const cur = await current(page);
+  let stamp = null;
+  try { stamp = JSON.parse(pngText(buf).ctxr || 'null'); } catch { /* checked below */ }
+  const probs = stamp ? Object.values(stamp.probabilities || {}) : [];
+  const layer = await page.evaluate(() => document.getElementById('cam-layer').selectedOptions[0]?.textContent);
+  check(buf.subarray(1, 4).toString() === 'PNG' && stamp && stamp.file === c.file.name && /CT/.test(stamp.model) && stamp.decision && stamp.gradcam_class && stamp.gradcam_layer === layer
+    && probs.length === cur.probabilities.length && probs.every((p, i) => Math.abs(p - cur.probabilities[i]) < 1e-4),
+    `exported overlay PNG (${download.suggestedFilename()}) is stamped with file, model, decision, probabilities, class and layer`, JSON.stringify(stamp));
+}
+
+// Clear empties the table, the queue and the result panel, and says so; `file` is dropped and
+// cleared at once.
+async function clearCheck(page, file) {
+  await page.click('#clear');
+  const left = await page.evaluate(() => ({
+    result: !document.getElementById('result').hidden,
+    batch: !document.getElementById('batch').hidden,
+    rows: document.querySelectorAll('#batch-table tbody tr').length,
+    canvases: ['original', 'seen', 'overlay'].map((id) => document.getElementById(id).width).reduce((a, b) => a + b, 0),
+    current: globalThis.ctxrHooks.current,
+    said: document.getElementById('cleared').textContent,
+  }));
+  check(!left.result && !left.batch && left.rows === 0 && left.canvases === 0 && left.current === null && /^Cleared: \d+ files? /.test(left.said),
+    `Clear leaves nothing on screen (${left.said})`, JSON.stringify(left));
+  // Cleared while a file is being read: its result never appears.
+  const results = await hook(page, 'results');
+  await page.setInputFiles('#files', file);
+  await page.click('#clear');
+  await page.waitForFunction(() => globalThis.ctxrHooks.state === 'ready', null, { timeout: 120000 });
+  await page.waitForTimeout(1000);
+  const after = await page.evaluate(() => ({ result: !document.getElementById('result').hidden, batch: !document.getElementById('batch').hidden, current: globalThis.ctxrHooks.current }));
+  check(!after.result && !after.batch && after.current === null && (await hook(page, 'results')) === results, 'Clear while a file is being read: its result never appears', JSON.stringify(after));
+  dropped.set(page, 0);
+}
+
+// axe-core (npm) injected into the page (through the debugger protocol: the page's CSP allows no
+// inline script): zero violations of any impact, with a result, its heatmap and the table shown.
+const axeSource = (() => {
+  const p = join(root, 'node_modules', 'axe-core', 'axe.min.js');
+  return existsSync(p) ? readFileSync(p, 'utf8') : null;
+})();
+async function axeCheck(page, what) {
+  if (!axeSource) { check(false, `axe-core audit (${what})`, 'node_modules/axe-core missing: run ./build.sh test'); return; }
+  if (!(await page.evaluate(() => typeof globalThis.axe === 'object'))) await page.evaluate(`${axeSource}\n;0`);
+  const v = await page.evaluate(async () => (await globalThis.axe.run(document, { resultTypes: ['violations'] })).violations
+    .map((x) => `${x.id} (${x.impact}): ${x.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`));
+  check(v.length === 0, `axe-core: 0 accessibility violations of any impact (${what})`, v.join(' | '));
+}
+
+// WebGPU asked for where there is none: the engine starts on the CPU, says so in one sentence,
+// and a file gets its result (nothing stays queued).
+async function forcedWebgpuCheck(origin, c) {
+  console.log('\n# backend: webgpu asked for, no adapter');
+  const profile = mkdtempSync(join(tmpdir(), 'ctxr-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, { executablePath: chromiumPath, headless: true, args: BACKENDS.cpu });
+  try {
+    const page = context.pages()[0] || (await context.newPage());
+    await page.goto(`${origin}index.html?backend=webgpu`);
+    await page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+    const s = await page.evaluate(() => ({ state: globalThis.ctxrHooks.state, backend: globalThis.ctxrHooks.backend, how: document.getElementById('backend-how').textContent }));
+    check(s.state === 'ready' && s.backend === 'cpu' && /^\(You asked for WebGPU, but it is not available[^.]*, so the CPU runs the models\)$/.test(s.how),
+      `forced WebGPU without an adapter: the CPU runs the models, said in one sentence (${s.how})`, JSON.stringify(s));
+    if (c.model) await setModel(page, c.model);
+    const r = await dropFile(page, c.file);
+    const text = await page.evaluate(() => document.getElementById('batch-text').textContent);
+    check(r.model === 'ct' && r.probabilities && /^1 of 1 done/.test(text), `forced WebGPU without an adapter: ${c.label} gets a CPU result (${text})`, JSON.stringify(r));
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
 }
 
 // Resident memory (kB) of all Chromium processes together.
@@ -278,7 +494,7 @@ async function bigFolderCheck(page, numbers) {
   for (let i = 0; i < n; i++) writeFileSync(join(dir, `slice-${String(i).padStart(3, '0')}.tif`), tiff16(512, 512, Array.from(hu, (v) => v + 1024 + (i % 7))));
   const done = await hook(page, 'done');
   const memBefore = await page.evaluate(() => globalThis.ctxrHooks.call('memory'));
-  await page.selectOption('#model', 'ct');
+  await setModel(page, 'ct');
   let peakRss = chromiumRssKb();
   const sampler = setInterval(() => { peakRss = Math.max(peakRss, chromiumRssKb()); }, 250);
   const t0 = Date.now();
@@ -287,7 +503,7 @@ async function bigFolderCheck(page, numbers) {
     await page.waitForFunction((want) => globalThis.ctxrHooks.done >= want, done + n, { timeout: 600000, polling: 500 });
   } finally {
     clearInterval(sampler);
-    await page.selectOption('#model', 'auto');
+    await setModel(page, 'auto');
     rmSync(dir, { recursive: true, force: true });
   }
   const memAfter = await page.evaluate(() => globalThis.ctxrHooks.call('memory'));
@@ -344,6 +560,14 @@ async function runBackend(backend, origin) {
     check(k && JSON.stringify(menus.presets) === JSON.stringify(['auto', ...k.window_presets.map((p) => p.id), 'file', 'custom'])
       && JSON.stringify(menus.cmaps) === JSON.stringify(k.colormaps), 'window presets and colour maps come from the engine\'s constants', JSON.stringify(menus));
     await page.waitForFunction(() => globalThis.ctxrHooks.sw === 'ready', null, { timeout: 120000 });
+    // Live regions speak only when something happens: none changes while the page is idle.
+    const chatter = await page.evaluate(() => new Promise((done) => {
+      const seen = [];
+      const mo = new MutationObserver((ms) => ms.forEach((m) => seen.push(m.target.parentElement?.closest('[aria-live], [role=status], [role=alert]')?.id || m.target.id || '?')));
+      document.querySelectorAll('[aria-live], [role=status], [role=alert]').forEach((e) => mo.observe(e, { subtree: true, childList: true, characterData: true }));
+      setTimeout(() => { mo.disconnect(); done(seen); }, 3000);
+    }));
+    check(chatter.length === 0, 'no live region changes while the page is idle (3 s)', chatter.join(' '));
     const list = cases();
     let first = true;
     for (const c of list) {
@@ -372,6 +596,10 @@ async function runBackend(backend, origin) {
         const timings = await page.evaluate(() => document.getElementById('timings').textContent);
         if (r.model) check(timings.startsWith(backend === 'webgpu' ? 'WebGPU · ' : 'CPU · '), `the result names the engine that ran it (${backend})`, timings);
       }
+      if (r.model && !r.refused && (c.heatmap || r.model === 'cxr')) {
+        if (c.heatmap) await page.waitForFunction((n) => globalThis.ctxrHooks.heatmaps > n && globalThis.ctxrHooks.heatmapOf === globalThis.ctxrHooks.results, heatmapsBefore, { timeout: 120000 });
+        await resultWords(page, c, r);
+      }
       if (c.heatmap && r.model) {
         await heatmapChecks(page, heatmapsBefore);
         numbers.inference_median_ms = median(await page.evaluate(() => globalThis.ctxrHooks.call('time', { runs: 20 })));
@@ -385,8 +613,21 @@ async function runBackend(backend, origin) {
         await page.locator('#result').screenshot({ path: join(out, `result-${backend}.png`) });
       }
     }
+    await handChoiceChecks(page, list);
+    await windowChecks(page, list);
+    // The result view of a CT slice with its heatmap: the stamped export, the README's
+    // screenshot (colour bar, threshold on the bar) and the accessibility audit.
+    const ctCase = list.find((c) => c.heatmap);
+    const hb = await heatmaps(page);
+    await setModel(page, ctCase.model || 'auto');
+    await dropFile(page, ctCase.file);
+    await page.waitForFunction((n) => globalThis.ctxrHooks.heatmaps > n && globalThis.ctxrHooks.heatmapOf === globalThis.ctxrHooks.results, hb, { timeout: 120000 });
+    await exportPngCheck(page, ctCase);
+    if (backend === 'cpu' && haveData) await page.locator('#result').screenshot({ path: join(root, 'docs', 'screenshot.png') });
+    await setModel(page, 'auto');
     const folderRows = await seriesCheck(page, requests);
-    await exportCsv(page, list.length + folderRows);
+    await exportCsv(page, dropped.get(page) + folderRows);
+    await axeCheck(page, 'a result with its heatmap, the table and the model card');
     if (backend === 'cpu') {
       await corpusCheck(page, requests);
       await bigFolderCheck(page, numbers);
@@ -398,10 +639,18 @@ async function runBackend(backend, origin) {
       px: document.documentElement.scrollWidth - window.innerWidth,
       culprits: [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.scroll, .mc-scroll'))
         .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`),
+      // Probabilities and the file name whole: no text cut off, no name broken every few letters.
+      cut: [...document.querySelectorAll('#bars .bar > span, #result-file, #decision')].filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent),
+      tableNameLines: (() => { const b = document.querySelector('#batch-table tbody td:nth-child(2) button'); return b ? Math.round(b.getBoundingClientRect().height / (parseFloat(getComputedStyle(b).lineHeight) || 20)) : 0; })(),
+      nameLines: (() => { const e = document.getElementById('result-file'); const lh = parseFloat(getComputedStyle(e).lineHeight) || 20; return Math.round(e.getBoundingClientRect().height / lh); })(),
     }));
     check(overflow.px <= 1, 'page fits a 360 px wide screen (no horizontal scroll)', `overflow ${overflow.px}px: ${overflow.culprits.join(' ')}`);
+    check(overflow.cut.length === 0 && overflow.nameLines <= 2 && overflow.tableNameLines <= 3,
+      `at 360 px no probability is cut; the file name takes ${overflow.nameLines} line(s), ${overflow.tableNameLines} in the table`, JSON.stringify(overflow));
+    await page.screenshot({ path: join(out, `page-360-${backend}.png`), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.screenshot({ path: join(out, `page-${backend}.png`), fullPage: true });
+    await clearCheck(page, list.find((c) => c.heatmap).file);
     // Offline after the first visit: the service worker serves the shell, wasm and weights.
     await context.setOffline(true);
     await page.reload();
@@ -498,6 +747,7 @@ try {
   const s = sizes();
   console.log(`sizes: wasm ${s.wasm} B (gzip ${s.wasm_gzip}), glue JS ${s.glue_js} B, weights ${s.weights} B (gzip ${s.weights_gzip})`);
   for (const backend of ['webgpu', 'cpu']) results.push({ ...(await runBackend(backend, url)), ...s });
+  await forcedWebgpuCheck(url, cases().find((c) => c.heatmap));
 } finally {
   await close();
 }

@@ -96,4 +96,49 @@ fn gate_routes_real_files_and_refuses_a_photo() {
     assert!(photo.refused && photo.prediction.is_none());
     assert!(!photo.gate.unwrap().reason.is_empty());
     assert_eq!(photo.display.len(), (photo.display_width * photo.display_height) as usize, "a refused image is still shown");
+    // A model chosen by hand replaces the gate's network, never its colour rule.
+    for choice in [ModelChoice::Ct, ModelChoice::Cxr] {
+        let req = Request { model: choice, ..Request::default() };
+        let cat =
+            pollster::block_on(m.analyze(&std::fs::read(data.join("odd-inputs/image-rs/tests/images/jpg/progressive/cat.jpg")).unwrap(), &req)).unwrap().0;
+        let g = cat.gate.as_ref().expect("the colour rule's verdict");
+        assert!(cat.refused && cat.model.is_none() && cat.prediction.is_none() && g.by == VerdictSource::Colour, "{choice:?}: {g:?}");
+    }
+    // The film the gate once took for a CT slice at 39 %: below the gate's bar it asks.
+    let film = run("cxr/images/hannover/covid/0a7faa2a.png").unwrap().0;
+    let g = film.gate.as_ref().unwrap();
+    assert!(film.refused && g.unsure && !g.accepted && film.prediction.is_none() && g.reason.contains("not sure"), "{g:?}");
+}
+
+/// Window/level is a display control: another window redraws the image and leaves the
+/// result, and the model's input, as they were; the teaching one-off answers for another
+/// input without replacing anything, and the same file again gives the same probabilities.
+#[test]
+fn another_window_changes_the_display_not_the_result() {
+    let m = common::committed_models();
+    let bytes = phantom_png(200);
+    let req = Request { model: ModelChoice::Ct, ..Request::default() };
+    let (a, cur) = pollster::block_on(m.analyze(&bytes, &req)).unwrap();
+    let narrow = WindowChoice::Custom { center: 200.0, width: 50.0 };
+    let d = m.redisplay(&cur, narrow).unwrap();
+    assert_eq!((d.display_width, d.display_height), (a.display_width, a.display_height));
+    assert_ne!(d.display, a.display, "a narrow window redraws the image");
+    let t = pollster::block_on(m.try_window(&cur, narrow)).unwrap();
+    let p = a.prediction.as_ref().unwrap();
+    assert_eq!(t.window.width, 50.0);
+    assert_ne!(t.prediction.probabilities, p.probabilities, "the one-off reads another input");
+    let before = pollster::block_on(m.explain(&cur, 1, 4, Colormap::Viridis)).unwrap();
+    assert_eq!(before.width, a.display_width, "the analysis kept its own input for Grad-CAM");
+    let (again, _) = pollster::block_on(m.analyze(&bytes, &req)).unwrap();
+    assert_eq!(again.prediction.unwrap().probabilities, p.probabilities, "the same file, the same probabilities");
+    assert_eq!(again.seen, a.seen, "the same model input");
+    // The decision in words against its threshold, and the model's measured cautions.
+    let d = a.decision.as_ref().expect("the CT model has an operating point");
+    let pos = p.probabilities[p.classes.iter().position(|c| *c == d.positive_class).unwrap()];
+    let side = if f64::from(pos) >= d.threshold { "is at or above" } else { "is below" };
+    assert!(d.rule.starts_with(&format!("P({}) {pos:.3} {side} the {} alert threshold {:.3}", d.positive_class, d.positive_class, d.threshold)), "{}", d.rule);
+    let entry = common::committed_manifest().models.into_iter().find(|e| e.id == ModelId::Ct).unwrap();
+    assert_eq!(a.cautions, entry.cautions());
+    assert!(a.cautions.first().is_some_and(|c| c.starts_with("AUC ")), "{:?}", a.cautions);
+    assert_eq!(a.below_bar, entry.below_bar());
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ctxr::explain::Colormap;
+use ctxr::imaging::WindowChoice;
 use ctxr::infer::Request;
 use serde_json::Value;
 
@@ -172,5 +173,13 @@ fn the_engine_results_match_the_page_typedefs() {
     check(&defs, "Decision", &fv["decision"], &mut problems);
     let h = pollster::block_on(m.explain(&cur, 1, 4, Colormap::Cividis)).expect("a heatmap");
     check(&defs, "Heatmap", &serde_json::to_value(&h).expect("heatmap as JSON"), &mut problems);
+    // The display-only window and the teaching one-off.
+    let window = WindowChoice::Custom { center: 40.0, width: 400.0 };
+    let d = m.redisplay(&cur, window).expect("another display window");
+    check(&defs, "Display", &serde_json::to_value(&d).expect("display as JSON"), &mut problems);
+    let t = pollster::block_on(m.try_window(&cur, window)).expect("a window trial");
+    let tv = serde_json::to_value(&t).expect("trial as JSON");
+    check(&defs, "WindowTrial", &tv, &mut problems);
+    check(&defs, "Prediction", &tv["prediction"], &mut problems);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -127,9 +127,7 @@ pub fn to_original(heat: &[f32], size: u32, lb: Letterbox, orig_w: u32, orig_h: 
         let start = (y * size + lb.x) as usize;
         crop.extend_from_slice(&heat[start..start + lb.width as usize]);
     }
-    let px = |f: f32, n: u32| ((f.clamp(0.0, 1.0) * n as f32).round() as u32).min(n);
-    let (x0, y0) = (px(lb.source.x, orig_w), px(lb.source.y, orig_h));
-    let (x1, y1) = (px(lb.source.x + lb.source.width, orig_w), px(lb.source.y + lb.source.height, orig_h));
+    let (x0, y0, x1, y1) = lb.source.to_pixels(orig_w, orig_h);
     if x1 <= x0 || y1 <= y0 {
         return out;
     }

@@ -4,5 +4,5 @@
 pub mod colormap;
 pub mod gradcam;
 
-pub use colormap::{Colormap, overlay};
+pub use colormap::{Colormap, opacity, overlay};
 pub use gradcam::{Cam, CamError, grad_cam, to_original};

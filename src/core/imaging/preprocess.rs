@@ -112,6 +112,14 @@ pub struct Region {
 
 impl Region {
     pub const FULL: Region = Region { x: 0.0, y: 0.0, width: 1.0, height: 1.0 };
+
+    /// The region in pixels of a `w × h` image: `(x0, y0, x1, y1)`, clamped to the image,
+    /// end exclusive (empty when the region is).
+    pub fn to_pixels(self, w: u32, h: u32) -> (u32, u32, u32, u32) {
+        let px = |f: f32, n: u32| ((f.clamp(0.0, 1.0) * n as f32).round() as u32).min(n);
+        let (x0, y0) = (px(self.x, w), px(self.y, h));
+        (x0, y0, px(self.x + self.width, w).max(x0), px(self.y + self.height, h).max(y0))
+    }
 }
 
 /// The model's view of one image.

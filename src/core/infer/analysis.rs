@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::classifier::{Classifier, ClassifyError, Prediction};
 use super::decision::Decision;
 use super::gate::Gatekeeper;
-use super::route::{Verdict, without_network};
+use super::route::{Verdict, by_metadata, without_network};
 use crate::decode::{MedImage, Window, decode_frame};
-use crate::explain::{Colormap, to_original};
+use crate::explain::{Colormap, opacity, to_original};
 use crate::imaging::{Letterbox, PreprocessConfig, Preprocessed, Region, WindowChoice, render, resize, resolve_window};
 use crate::model::{BackendKind, Manifest, Modality, ModelId, WeightsError, decode_options};
 
@@ -109,6 +109,13 @@ pub struct Analysis {
     pub window: Window,
     /// Grad-CAM targets, shallow to deep.
     pub layers: Vec<String>,
+    /// The part of the display image the model read (the lung crop, or all of it), in
+    /// display pixels; `None` when refused.
+    pub crop: Option<PixelBox>,
+    /// The model's measured weaknesses, as sentences ([`crate::model::ModelEntry::cautions`]).
+    pub cautions: Vec<String>,
+    /// The model's AUC on unseen sources is below the bar ([`crate::model::WEAK_AUC`]).
+    pub below_bar: bool,
     pub timings: Timings,
     pub backend: BackendKind,
     /// The image through `window` at display size (8-bit grey, row-major).
@@ -120,6 +127,33 @@ pub struct Analysis {
     pub seen_size: u32,
     #[serde(skip)]
     pub seen: Vec<u8>,
+}
+
+/// A rectangle in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PixelBox {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The display image again through another window (the model's result does not change).
+#[derive(Debug, Clone, Serialize)]
+pub struct Display {
+    pub window: Window,
+    pub display_width: u32,
+    pub display_height: u32,
+    #[serde(skip)]
+    pub display: Vec<u8>,
+}
+
+/// The current image classified through another window, not its result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowTrial {
+    pub window: Window,
+    pub prediction: Prediction,
+    pub decision: Option<Decision>,
 }
 
 /// A Grad-CAM heatmap coloured at the display size.
@@ -139,7 +173,8 @@ pub struct Heatmap {
     pub width: u32,
     pub height: u32,
     pub ms: f64,
-    /// Opaque RGBA, `width × height × 4` (blend it over the display image with any opacity).
+    /// RGBA, `width × height × 4`, alpha from [`crate::explain::opacity`] (weak heat is
+    /// transparent); blend it over the display image with any opacity.
     #[serde(skip)]
     pub rgba: Vec<u8>,
     /// The normalised heat, `width × height`, values in [0, 1].
@@ -254,8 +289,15 @@ impl Models {
         let image = decode_frame(bytes, req.frame, &decode_options(req.model.modality())).map_err(ClassifyError::from)?;
         let t1 = now_ms();
         let (gate, modality) = match req.model {
-            ModelChoice::Ct => (None, Some(Modality::Ct)),
-            ModelChoice::Cxr => (None, Some(Modality::Cxr)),
+            // A hand choice replaces the gate's network, never its colour and DICOM rules: a
+            // photograph or an MR file is refused whatever the user chose.
+            ModelChoice::Ct | ModelChoice::Cxr => {
+                let colourful = self.gate.as_ref().map_or(f32::INFINITY, |g| g.params.max_colourfulness);
+                match by_metadata(&image, colourful).filter(|v| !v.accepted) {
+                    Some(refusal) => (Some(refusal), None),
+                    None => (None, req.model.modality()),
+                }
+            }
             ModelChoice::Auto => {
                 let v = match &self.gate {
                     Some(g) => g.judge(&image, false).await?,
@@ -294,6 +336,7 @@ impl Models {
         let (display, dw, dh) = display_image(&cur.image, prepared.window);
         cur.display_width = dw;
         cur.display_height = dh;
+        let (x0, y0, x1, y1) = prepared.letterbox.source.to_pixels(dw, dh);
         let a = Analysis {
             image: cur.image.clone_meta(),
             gate: None,
@@ -305,6 +348,9 @@ impl Models {
             decision,
             window: prepared.window,
             layers: clf.entry.architecture.layer_names(),
+            crop: Some(PixelBox { x: x0, y: y0, width: x1 - x0, height: y1 - y0 }),
+            cautions: clf.entry.cautions(),
+            below_bar: clf.entry.below_bar(),
             timings: Timings { preprocess_ms: t1 - t0, model_ms: t2 - t1, ..Timings::default() },
             backend: self.backend,
             display_width: dw,
@@ -334,6 +380,9 @@ impl Models {
             decision: None,
             window: w,
             layers: Vec::new(),
+            crop: None,
+            cautions: Vec::new(),
+            below_bar: false,
             timings: Timings::default(),
             backend: self.backend,
             display_width: dw,
@@ -357,7 +406,7 @@ impl Models {
         let mut rgba = Vec::with_capacity(heat.len() * 4);
         for &v in &heat {
             let [r, g, b] = colormap.rgb(v);
-            rgba.extend_from_slice(&[r, g, b, 255]);
+            rgba.extend_from_slice(&[r, g, b, (opacity(v) * 255.0).round() as u8]);
         }
         Ok(Heatmap {
             class,
@@ -375,6 +424,30 @@ impl Models {
             rgba,
             heat,
         })
+    }
+
+    /// The current image classified through another `window`, without changing what the
+    /// current analysis holds (its result, its input for Grad-CAM): the page's labelled one-off
+    /// "how does the model react to inputs it was not trained on".
+    pub async fn try_window(&self, cur: &Current, window: WindowChoice) -> Result<WindowTrial, AnalyzeError> {
+        let id = cur.model.ok_or(AnalyzeError::NoImage)?;
+        let clf = self.classifier(id)?;
+        let prepared = clf.preprocess(&cur.image, window)?;
+        let prediction = clf.predict(&prepared).await?;
+        let decision = Decision::at_operating_point(&clf.entry, &prediction.probabilities);
+        Ok(WindowTrial { window: prepared.window, prediction, decision })
+    }
+
+    /// The current image through `window` at display size, for viewing only: the model's
+    /// input and result stay as they were.
+    pub fn redisplay(&self, cur: &Current, window: WindowChoice) -> Result<Display, AnalyzeError> {
+        let cfg = match cur.model {
+            Some(id) => self.classifier(id)?.entry.preprocess.clone(),
+            None => PreprocessConfig::new(128),
+        };
+        let w = resolve_window(&cur.image, &cfg, window).map_err(ClassifyError::from)?;
+        let (display, display_width, display_height) = display_image(&cur.image, w);
+        Ok(Display { window: w, display_width, display_height, display })
     }
 
     /// Times `runs` classifications of the current image's input (model + read-back), in ms.

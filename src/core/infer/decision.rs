@@ -92,20 +92,16 @@ impl Decision {
     pub fn at_operating_point(entry: &ModelEntry, probabilities: &[f32]) -> Option<Decision> {
         let op = entry.operating_point.as_ref()?;
         let index = op.decide(probabilities, &entry.classes);
-        Some(Decision {
-            label: entry.classes.get(index).cloned().unwrap_or_default(),
-            index,
-            rule: format!(
-                "{} if P({}) ≥ {:.3} (the threshold that reached {:.0} % sensitivity on validation data), otherwise the likelier other class",
-                op.positive_class,
-                op.positive_class,
-                op.threshold,
-                op.target_sensitivity * 100.0
-            ),
-            positive_class: op.positive_class.clone(),
-            threshold: op.threshold,
-            target_sensitivity: op.target_sensitivity,
-        })
+        let label = entry.classes.get(index).cloned().unwrap_or_default();
+        let pos = &op.positive_class;
+        let threshold =
+            format!("the {pos} alert threshold {:.3}, chosen for {:.0} % sensitivity on validation data", op.threshold, op.target_sensitivity * 100.0);
+        let rule = match entry.class_index(pos).and_then(|i| Some((i, *probabilities.get(i)?))) {
+            Some((i, p)) if i == index => format!("P({pos}) {p:.3} is at or above {threshold}"),
+            Some((_, p)) => format!("P({pos}) {p:.3} is below {threshold}, so the likelier other class: {label}"),
+            None => format!("the most probable class ({pos} is not one of this model's classes)"),
+        };
+        Some(Decision { label, index, rule, positive_class: op.positive_class.clone(), threshold: op.threshold, target_sensitivity: op.target_sensitivity })
     }
 }
 

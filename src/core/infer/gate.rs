@@ -40,27 +40,33 @@ impl GateParams {
         best
     }
 
-    /// Verdict from the gate network's features and probabilities (ct, cxr, neither).
+    /// Verdict from the gate network's features and probabilities (ct, cxr, neither). An
+    /// image it would accept with a confidence below `ask_below` is not accepted but marked
+    /// `unsure` (the front end asks which model should read it). Reasons say what the gate
+    /// found, not what to do about it: the front end offers the choice.
     pub fn judge(&self, features: &[f32], probs: &[f32]) -> Verdict {
         let dist = self.distance(features);
         let (p_ct, p_cxr) = (probs.first().copied().unwrap_or(0.0), probs.get(1).copied().unwrap_or(0.0));
         let p_other = probs.get(2).copied().unwrap_or(0.0);
         let modality = if p_ct >= p_cxr { Modality::Ct } else { Modality::Cxr };
-        let accepted = dist <= self.threshold && p_other < 0.5;
+        let confidence = p_ct.max(p_cxr);
+        let plausible = dist <= self.threshold && p_other < 0.5;
+        let unsure = plausible && confidence < self.ask_below;
+        let accepted = plausible && !unsure;
+        let what = if modality == Modality::Ct { "chest CT slice" } else { "chest X-ray" };
         let reason = if p_other >= 0.5 {
+            format!("this does not look like a chest CT slice or a chest X-ray (the gate network is {:.0} % sure it is neither)", 100.0 * p_other)
+        } else if unsure {
             format!(
-                "this does not look like a chest CT slice or a chest X-ray (the gate network is {:.0} % sure it is neither). If it is one, choose the model by hand",
-                100.0 * p_other
+                "the input gate is not sure what this is: most like a {what}, but only {:.0} % sure (it accepts from {:.0} %)",
+                100.0 * confidence,
+                100.0 * self.ask_below
             )
         } else if accepted {
-            format!(
-                "looks like a {} ({:.0} % sure), within the range of the training images",
-                if modality == Modality::Ct { "chest CT slice" } else { "chest X-ray" },
-                100.0 * p_ct.max(p_cxr)
-            )
+            format!("looks like a {what} ({:.0} % sure), within the range of the training images", 100.0 * confidence)
         } else {
             format!(
-                "this does not look like a chest CT slice or a chest X-ray: it is far from every training image (distance {:.0}, limit {:.0}). If it is one, choose the model by hand",
+                "this does not look like a chest CT slice or a chest X-ray: it is far from every training image (distance {:.0}, limit {:.0})",
                 dist, self.threshold
             )
         };
@@ -72,6 +78,7 @@ impl GateParams {
             probabilities: Some(probs.to_vec()),
             distance: Some(dist),
             threshold: Some(self.threshold),
+            unsure,
         }
     }
 }
@@ -152,5 +159,41 @@ impl Gatekeeper {
         f.extend(image_stats(&p.seen, p.size as usize));
         let probs = softmax(&l, 1.0f32);
         Ok(self.params.judge(&f, &probs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One feature, both class means at 0, unit precision: the distance of feature x is x².
+    fn params(ask_below: f32) -> GateParams {
+        GateParams {
+            feature_dim: 1,
+            means: vec![vec![0.0], vec![0.0]],
+            precision: vec![1.0],
+            threshold: 4.0,
+            threshold_quantile: 0.99,
+            threshold_margin: 1.0,
+            max_colourfulness: 50.0,
+            ask_below,
+        }
+    }
+
+    #[test]
+    fn below_the_bar_the_gate_asks_instead_of_accepting() {
+        let g = params(0.9);
+        let sure = g.judge(&[1.0], &[0.95, 0.04, 0.01]);
+        assert!(sure.accepted && !sure.unsure && sure.modality == Some(Modality::Ct), "{sure:?}");
+        let unsure = g.judge(&[1.0], &[0.39, 0.38, 0.23]);
+        assert!(!unsure.accepted && unsure.unsure && unsure.reason.contains("not sure") && unsure.reason.contains("39 %"), "{unsure:?}");
+        // Far from the training images, or sure it is neither: refused, never asked about.
+        let far = g.judge(&[3.0], &[0.5, 0.4, 0.1]);
+        assert!(!far.accepted && !far.unsure, "{far:?}");
+        let neither = g.judge(&[1.0], &[0.2, 0.2, 0.6]);
+        assert!(!neither.accepted && !neither.unsure, "{neither:?}");
+        // A bar of 0 (older manifests) never asks.
+        let old = params(0.0).judge(&[1.0], &[0.39, 0.38, 0.23]);
+        assert!(old.accepted && !old.unsure, "{old:?}");
     }
 }

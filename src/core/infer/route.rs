@@ -36,12 +36,24 @@ pub struct Verdict {
     /// Squared Mahalanobis distance and its limit, when the network ran.
     pub distance: Option<f32>,
     pub threshold: Option<f32>,
+    /// The network would have accepted the image as `modality`, but with less confidence than
+    /// its bar: nothing is classified and the user is asked which model should read it.
+    #[serde(default)]
+    pub unsure: bool,
 }
 
 /// Rules that need no network: DICOM Modality / Body Part, colour.
 pub fn by_metadata(img: &MedImage, max_colourfulness: f32) -> Option<Verdict> {
-    let refuse =
-        |reason: String| Verdict { accepted: false, modality: None, by: VerdictSource::Dicom, reason, probabilities: None, distance: None, threshold: None };
+    let refuse = |reason: String| Verdict {
+        accepted: false,
+        modality: None,
+        by: VerdictSource::Dicom,
+        reason,
+        probabilities: None,
+        distance: None,
+        threshold: None,
+        unsure: false,
+    };
     if let Some(bp) = img.body_part.as_deref() {
         let b = bp.to_ascii_uppercase();
         let chest = ["CHEST", "LUNG", "THORAX", "TORSO", "CHEST_ABDOMEN", "CHESTABDOMEN", "CHEST_TO_PELVIS", "WHOLEBODY", "WHOLE_BODY", "TRUNK", "BODY"];
@@ -58,6 +70,7 @@ pub fn by_metadata(img: &MedImage, max_colourfulness: f32) -> Option<Verdict> {
             probabilities: None,
             distance: None,
             threshold: None,
+            unsure: false,
         }),
         Some(m @ ("DX" | "CR" | "DR" | "RG")) => Some(Verdict {
             accepted: true,
@@ -67,6 +80,7 @@ pub fn by_metadata(img: &MedImage, max_colourfulness: f32) -> Option<Verdict> {
             probabilities: None,
             distance: None,
             threshold: None,
+            unsure: false,
         }),
         Some(m) => Some(refuse(format!("the DICOM file is modality {m} ({}), not a CT or a radiograph", modality_name(m)))),
         None if img.colourfulness > max_colourfulness => Some(Verdict {
@@ -107,6 +121,7 @@ pub fn without_network(img: &MedImage) -> Option<Verdict> {
             probabilities: None,
             distance: None,
             threshold: None,
+            unsure: false,
         })
     })
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cnn::ModelConfig;
 pub use super::id::{Modality, ModelId, UnknownModel, decode_options};
-use super::report::{Evaluation, TrainingSummary};
+use super::report::{Evaluation, ShortcutCheck, TrainingSummary};
 use super::weights::{Expected, WeightsError, sha256_hex};
 use crate::decode::DecodeOptions;
 use crate::imaging::PreprocessConfig;
@@ -26,6 +26,9 @@ pub struct OperatingPoint {
     pub chosen_on: String,
 }
 
+/// Below this AUC on sources a model never saw, each of its results is shown with a warning.
+pub const WEAK_AUC: f64 = 0.75;
+
 /// Mahalanobis model of the gate CNN's penultimate features.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateParams {
@@ -41,6 +44,11 @@ pub struct GateParams {
     pub threshold_margin: f32,
     /// Refuse images whose colourfulness (Hasler–Süsstrunk) exceeds this.
     pub max_colourfulness: f32,
+    /// Ask the user instead of accepting when the network's larger of P(ct) and P(cxr) is
+    /// below this (0: never ask). Chosen on the gate's held-out fold by `ctxr eval --model
+    /// gate --store`; see [`crate::model::report::GateEvaluation::ask`].
+    #[serde(default)]
+    pub ask_below: f32,
 }
 
 /// Storage type of a record's floating-point parameters.
@@ -132,6 +140,57 @@ impl ModelEntry {
     /// True when the manifest carries an evaluation of these weights.
     pub fn is_evaluated(&self) -> bool {
         self.evaluation.is_some()
+    }
+
+    /// The "new hospital" AUC: the leave-one-source-out mean when measured, else the headline
+    /// of the stored evaluation (its external and held-out sets).
+    pub fn unseen_source_auc(&self) -> Option<(f64, &'static str)> {
+        let loso = self.training.as_ref().and_then(|t| t.leave_one_source_out.as_ref()).and_then(|l| l.mean_auc);
+        if let Some(a) = loso {
+            return Some((a, "on sources it was never trained on (leave-one-source-out mean)"));
+        }
+        match &self.evaluation {
+            Some(Evaluation::Model(e)) => e.auc.or(e.macro_auc).map(|a| (a, "on its held-out and external sets")),
+            _ => None,
+        }
+    }
+
+    /// True when the model's AUC on unseen sources is below [`WEAK_AUC`]: every result it
+    /// gives carries a warning.
+    pub fn below_bar(&self) -> bool {
+        self.unseen_source_auc().is_some_and(|(a, _)| a < WEAK_AUC)
+    }
+
+    /// The measured weaknesses a reader of one result must know, as sentences (from the
+    /// stored evaluation; none without one): the AUC on unseen sources, and the set of images
+    /// without the positive class that the model most often calls positive at its operating
+    /// point (sets of 20 images or more).
+    pub fn cautions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some((auc, how)) = self.unseen_source_auc() {
+            out.push(format!("AUC {auc:.2} {how}; 0.5 is chance."));
+        }
+        let audit = match &self.evaluation {
+            Some(Evaluation::Model(e)) => e.audit.as_ref(),
+            _ => None,
+        };
+        if let (Some(a), Some(op)) = (audit, &self.operating_point) {
+            let called = |s: &&ShortcutCheck| s.at_operating_point.get(&op.positive_class).copied().unwrap_or(0.0);
+            let worst = a.shortcuts.iter().filter(|s| s.n >= 20).max_by(|x, y| called(x).total_cmp(&called(y)));
+            if let Some(s) = worst.filter(|s| called(s) > 0.0) {
+                let argmax = s.by_argmax.get(&op.positive_class).copied().unwrap_or(0.0);
+                out.push(format!(
+                    "Of {} images without {} ({}), it called {:.0} % {} at its alert threshold ({:.0} % by the most probable class).",
+                    s.n,
+                    op.positive_class,
+                    s.set,
+                    100.0 * called(&s),
+                    op.positive_class,
+                    100.0 * argmax
+                ));
+            }
+        }
+        out
     }
 
     pub fn class_index(&self, name: &str) -> Option<usize> {

@@ -205,6 +205,10 @@ pub struct Acceptance {
     /// Accepted and sent to the model of the right modality.
     pub routed_correctly: usize,
     pub routed_rate: f64,
+    /// Not accepted but asked about: the network's confidence was below the gate's bar
+    /// (absent in older manifests; the rest of `n` was refused).
+    #[serde(default)]
+    pub asked: usize,
 }
 
 /// The gate on one natural photograph.
@@ -229,6 +233,36 @@ pub struct PhotoRefusals {
     pub files: Vec<PhotoCheck>,
 }
 
+/// One candidate confidence bar for the gate's question: with the bar at `below`, the share
+/// of chest images it routes correctly that would be asked about instead, and the share of
+/// those it routes to the wrong model that would be caught.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AskRow {
+    pub below: f64,
+    pub correct_asked: f64,
+    pub misrouted_asked: f64,
+}
+
+/// The candidate bars on one set of chest images the gate did not train on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AskTable {
+    /// Images the network would accept, by whether it routes them to the right model.
+    pub routed_correctly: usize,
+    pub misrouted: usize,
+    pub rows: Vec<AskRow>,
+}
+
+/// When the gate asks the user which model should read an image instead of accepting it:
+/// below `ask_below` of its larger of P(ct) and P(cxr).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AskRule {
+    pub ask_below: f64,
+    /// How `ask_below` was chosen, and on which set.
+    pub rule: String,
+    /// Keyed by set ("held-out fold", "external").
+    pub sets: BTreeMap<String, AskTable>,
+}
+
 /// The evaluation of the input gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateEvaluation {
@@ -239,6 +273,9 @@ pub struct GateEvaluation {
     pub natural_photos: PhotoRefusals,
     /// The squared Mahalanobis distance limit.
     pub limit: f64,
+    /// The confidence bar below which the gate asks (absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask: Option<AskRule>,
 }
 
 /// A model's stored evaluation: a classifier's or the gate's.

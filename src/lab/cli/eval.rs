@@ -58,9 +58,19 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
     let manifest = load_manifest(&a.weights)?;
     if a.model == ModelId::Gate {
         let gk = Gatekeeper::new(load_classifier(&a.weights, &manifest, ModelId::Gate, &ctxr::model::device::cpu())?)?;
-        let r = evaluate_gate_default(&gk, &a.data)?;
+        // --store ships the confidence bar chosen now, so the acceptance is counted with it.
+        let r = evaluate_gate_default(&gk, &a.data, a.store)?;
         for (k, v) in &r.acceptance {
             println!("    {k:<45} n {:>5}  accepted {:.4}  routed correctly {:.4}", v.n, v.accepted_rate, v.routed_rate);
+        }
+        if let Some(ask) = &r.ask {
+            println!("asks below confidence {:.2} ({})", ask.ask_below, ask.rule);
+            for (set, t) in &ask.sets {
+                println!("    {set}: {} routed correctly, {} misrouted", t.routed_correctly, t.misrouted);
+                for row in &t.rows {
+                    println!("        below {:.2}: asks about {:.4} of the correct, {:.4} of the misrouted", row.below, row.correct_asked, row.misrouted_asked);
+                }
+            }
         }
         let p = &r.natural_photos;
         println!(
@@ -125,6 +135,12 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
 /// Replace the stored evaluation of `id` in the manifest in `dir`.
 fn store(dir: &std::path::Path, mut manifest: Manifest, id: ModelId, ev: Evaluation) -> Result<(), LabError> {
     if let Some(e) = manifest.models.iter_mut().find(|m| m.id == id) {
+        // The gate ships the confidence bar its evaluation chose.
+        if let (Some(g), Evaluation::Gate(ge)) = (e.gate.as_mut(), &ev)
+            && let Some(ask) = &ge.ask
+        {
+            g.ask_below = ask.ask_below as f32;
+        }
         e.evaluation = Some(ev);
         // Entries written before definitions existed get theirs.
         e.definition.get_or_insert_with(|| id.definition().to_string());

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use ctxr::imaging::{Preprocessed, WindowChoice};
 use ctxr::infer::{Classifier, Gatekeeper};
-use ctxr::model::report::{Acceptance, EvaluationSets, GateEvaluation, HeadlineSet, ModelEvaluation, PhotoCheck, PhotoRefusals, Report};
+use ctxr::model::report::{
+    Acceptance, AskRow, AskRule, AskTable, EvaluationSets, GateEvaluation, HeadlineSet, ModelEvaluation, PhotoCheck, PhotoRefusals, Report,
+};
 use ctxr::model::{ModelId, decode_options};
 use serde::Serialize;
 
@@ -111,40 +113,93 @@ pub fn evaluate_csv(clf: &Classifier, csv: &Path) -> Result<CsvEvaluation, LabEr
 }
 
 /// The gate's default evaluation: acceptance per source on the external sets and on fold 0 of
-/// the training pools (which the gate never trained on), and refusal of natural photographs.
-pub fn evaluate_gate_default(gk: &Gatekeeper, data_dir: &Path) -> Result<GateEvaluation, LabError> {
+/// the training pools (which the gate never trained on), the confidence bar below which it
+/// asks (chosen on that fold), and refusal of natural photographs. With `adopt_ask` the
+/// acceptance is counted with the newly chosen bar (what `--store` then ships), otherwise with
+/// the stored one.
+pub fn evaluate_gate_default(gk: &Gatekeeper, data_dir: &Path, adopt_ask: bool) -> Result<GateEvaluation, LabError> {
     let cfg = gk.classifier.entry.training.as_ref().map(|t| t.config.clone()).unwrap_or_else(|| recipe(ModelId::Gate));
     let p = plan(ModelId::Gate, cfg.data, data_dir)?;
     let f = folds(&p.pool, &cfg);
     let held: Vec<Sample> = p.pool.iter().zip(&f).filter(|(_, k)| **k == 0).map(|(s, _)| s.clone()).collect();
-    evaluate_gate(gk, &[("external", &p.external), ("held-out fold", &held)], &data_dir.join("odd-inputs"))
+    evaluate_gate(gk, &[("external", &p.external), (ASK_CHOSEN_ON, &held)], &data_dir.join("odd-inputs"), adopt_ask)
+}
+
+/// The set the gate's confidence bar is chosen on.
+const ASK_CHOSEN_ON: &str = "held-out fold";
+/// The most chest images routed correctly that the chosen bar may ask about.
+const ASK_AT_MOST: f64 = 0.01;
+
+/// The candidate bars on one set's `(routed correctly, confidence)` pairs.
+fn ask_table(seen: &[(bool, f32)]) -> AskTable {
+    let correct = seen.iter().filter(|(ok, _)| *ok).count();
+    let wrong = seen.len() - correct;
+    let rows = (8..=19)
+        .map(|i| {
+            let below = i as f32 * 0.05;
+            let asked = |want: bool| seen.iter().filter(|(ok, c)| *ok == want && *c < below).count() as f64;
+            AskRow {
+                below: (f64::from(below) * 100.0).round() / 100.0,
+                correct_asked: asked(true) / correct.max(1) as f64,
+                misrouted_asked: asked(false) / wrong.max(1) as f64,
+            }
+        })
+        .collect();
+    AskTable { routed_correctly: correct, misrouted: wrong, rows }
 }
 
 /// Gate checks: acceptance (and routing) of chest images of each modality, per source and
-/// set (keyed "modality (source, set)"), and refusal of the natural photographs in
-/// `odd-inputs` — with the colour rule, and by the network alone on their greyscale version.
-pub fn evaluate_gate(gk: &Gatekeeper, sets: &[(&str, &[Sample])], odd_inputs: &Path) -> Result<GateEvaluation, LabError> {
-    let mut per: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-    for (tag, s) in sets.iter().flat_map(|(tag, rows)| rows.iter().map(move |s| (tag, s))) {
-        let e = per.entry(format!("{} ({}, {tag})", s.label, s.source)).or_default();
-        e.0 += 1;
+/// set (keyed "modality (source, set)"), the confidence bar for asking, and refusal of the
+/// natural photographs in `odd-inputs` — with the colour rule, and by the network alone on
+/// their greyscale version.
+pub fn evaluate_gate(gk: &Gatekeeper, sets: &[(&str, &[Sample])], odd_inputs: &Path, adopt_ask: bool) -> Result<GateEvaluation, LabError> {
+    // Per image the network would accept (accepted or asked about): its key, whether it goes
+    // to the right model, and the network's confidence.
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    let mut plausible: Vec<(String, &str, bool, f32)> = Vec::new();
+    for (tag, s) in sets.iter().flat_map(|(tag, rows)| rows.iter().map(move |s| (*tag, s))) {
+        let key = format!("{} ({}, {tag})", s.label, s.source);
+        *per.entry(key.clone()).or_default() += 1;
         // The gate plan labels each image with its modality's name.
         let modality = ModelId::ALL.into_iter().filter_map(ModelId::modality).find(|m| m.name() == s.label);
         let Ok(bytes) = std::fs::read(&s.path) else { continue };
         let Ok(img) = ctxr::decode::decode(&bytes, &decode_options(modality)) else { continue };
         if let Ok(v) = pollster::block_on(gk.judge(&img, false))
-            && v.accepted
+            && (v.accepted || v.unsure)
         {
-            e.1 += 1;
-            if v.modality.is_some() && v.modality == modality {
-                e.2 += 1;
+            // Routed by the file's own metadata: certain, never asked about.
+            let confidence = v.probabilities.as_ref().map_or(1.0, |p| p.iter().take(2).copied().fold(0.0, f32::max));
+            plausible.push((key, tag, v.modality.is_some() && v.modality == modality, confidence));
+        }
+    }
+    let tables: BTreeMap<String, AskTable> =
+        sets.iter().map(|(tag, _)| (tag.to_string(), ask_table(&plausible.iter().filter(|p| p.1 == *tag).map(|p| (p.2, p.3)).collect::<Vec<_>>()))).collect();
+    let chosen =
+        tables.get(ASK_CHOSEN_ON).and_then(|t| t.rows.iter().filter(|r| r.correct_asked <= ASK_AT_MOST).map(|r| r.below).reduce(f64::max)).unwrap_or(0.0);
+    let ask = AskRule {
+        ask_below: chosen,
+        rule: format!(
+            "the highest bar (0.40 to 0.95 in steps of 0.05) that asks about at most {:.0} % of the {ASK_CHOSEN_ON}'s chest images the network routes correctly",
+            100.0 * ASK_AT_MOST
+        ),
+        sets: tables,
+    };
+    let bar = if adopt_ask { chosen as f32 } else { gk.params.ask_below };
+    let mut counts: BTreeMap<String, (usize, usize, usize, usize)> = per.into_iter().map(|(k, n)| (k, (n, 0, 0, 0))).collect();
+    for (key, _, right, confidence) in &plausible {
+        if let Some(e) = counts.get_mut(key) {
+            if *confidence >= bar {
+                e.1 += 1;
+                e.2 += usize::from(*right);
+            } else {
+                e.3 += 1;
             }
         }
     }
     let rate = |a: usize, n: usize| a as f64 / n.max(1) as f64;
-    let acceptance = per
+    let acceptance = counts
         .into_iter()
-        .map(|(k, (n, a, r))| (k, Acceptance { n, accepted: a, accepted_rate: rate(a, n), routed_correctly: r, routed_rate: rate(r, n) }))
+        .map(|(k, (n, a, r, q))| (k, Acceptance { n, accepted: a, accepted_rate: rate(a, n), routed_correctly: r, routed_rate: rate(r, n), asked: q }))
         .collect();
     let mut files = Vec::new();
     let (mut refused, mut refused_net, mut total) = (0, 0, 0);
@@ -175,5 +230,6 @@ pub fn evaluate_gate(gk: &Gatekeeper, sets: &[(&str, &[Sample])], odd_inputs: &P
             files,
         },
         limit: f64::from(gk.params.threshold),
+        ask: Some(ask),
     })
 }

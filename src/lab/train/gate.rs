@@ -97,8 +97,16 @@ pub fn gate_run(
     let (ft, d) = cache_features(&model, cache, &fit_idx, pre.mean, pre.std);
     let lt: Vec<usize> = fit_idx.iter().map(|&i| labels[i].unwrap_or(0)).collect();
     let (means, precision) = fit_mahalanobis(&ft, &lt, d, 2, 0.05);
-    let mut params =
-        GateParams { feature_dim: d, means, precision, threshold: 0.0, threshold_quantile: 0.999, threshold_margin: 1.25, max_colourfulness: 20.0 };
+    let mut params = GateParams {
+        feature_dim: d,
+        means,
+        precision,
+        threshold: 0.0,
+        threshold_quantile: 0.999,
+        threshold_margin: 1.25,
+        max_colourfulness: 20.0,
+        ask_below: 0.0,
+    };
     let dist_of = |f: &[f32], p: &GateParams| -> Vec<f32> { f.chunks(d).map(|r| p.distance(r)).collect() };
     let (fv, _) = cache_features(&model, cache, &val_idx, pre.mean, pre.std);
     let dv = dist_of(&fv, &params);
@@ -144,8 +152,11 @@ pub fn gate_run(
     };
     let clf = Classifier::load(entry.clone(), &bytes, Device::flex())?;
     let gk = Gatekeeper { classifier: clf, params };
-    let eval = evaluate_gate_default(&gk, &opts.data_dir)?;
+    let eval = evaluate_gate_default(&gk, &opts.data_dir, true)?;
     log.line(&format!("[gate] {}", serde_json::to_string(&eval)?));
+    if let (Some(g), Some(ask)) = (entry.gate.as_mut(), &eval.ask) {
+        g.ask_below = ask.ask_below as f32;
+    }
     entry.evaluation = Some(Evaluation::Gate(eval));
     std::fs::create_dir_all(&opts.weights_dir).map_err(|e| LabError::io(&opts.weights_dir, e))?;
     write(&opts.weights_dir.join(&entry.record), &bytes)?;
@@ -300,7 +311,16 @@ mod tests {
             l.push(c);
         }
         let (means, precision) = fit_mahalanobis(&f, &l, 2, 2, 0.0);
-        let p = GateParams { feature_dim: 2, means, precision, threshold: 9.0, threshold_quantile: 0.99, threshold_margin: 1.0, max_colourfulness: 30.0 };
+        let p = GateParams {
+            feature_dim: 2,
+            means,
+            precision,
+            threshold: 9.0,
+            threshold_quantile: 0.99,
+            threshold_margin: 1.0,
+            max_colourfulness: 30.0,
+            ask_below: 0.0,
+        };
         assert!((p.distance(&[0.0, 2.0]) - 4.0).abs() < 0.4, "{}", p.distance(&[0.0, 2.0]));
         assert!((p.distance(&[10.0, 0.0])).abs() < 0.1);
         assert!(!p.judge(&[5.0, 5.0], &[0.5, 0.5]).accepted);

@@ -54,17 +54,33 @@ impl Colormap {
     }
 }
 
+/// Heat below this is drawn fully transparent: weak evidence should not tint the image
+/// (nor the area outside what the model saw, whose heat is 0).
+pub const TRANSPARENT_BELOW: f32 = 0.1;
+/// Heat from this up is drawn at the full chosen opacity; in between it fades in linearly.
+pub const OPAQUE_FROM: f32 = 0.4;
+
+/// How much of the chosen opacity a heat value `t` gets (0 to 1; NaN counts as 0).
+pub fn opacity(t: f32) -> f32 {
+    if t.is_nan() {
+        return 0.0;
+    }
+    ((t - TRANSPARENT_BELOW) / (OPAQUE_FROM - TRANSPARENT_BELOW)).clamp(0.0, 1.0)
+}
+
 fn unit(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0).round() as u8
 }
 
 /// Composite `heat` (values in [0, 1], one per pixel) coloured by `cmap` over the grey `base`
-/// with opacity `alpha` ∈ [0, 1]. Returns RGBA (opaque), `base.len() * 4` bytes.
+/// with opacity `alpha` ∈ [0, 1], scaled per pixel by [`opacity`] (low heat leaves the image
+/// as it is). Returns RGBA (opaque), `base.len() * 4` bytes.
 /// Both slices must have the same length; the shorter one bounds the output.
 pub fn overlay(base: &[u8], heat: &[f32], cmap: Colormap, alpha: f32) -> Vec<u8> {
-    let a = if alpha.is_nan() { 0.0 } else { alpha.clamp(0.0, 1.0) };
+    let alpha = if alpha.is_nan() { 0.0 } else { alpha.clamp(0.0, 1.0) };
     let mut out = Vec::with_capacity(base.len() * 4);
     for (&g, &h) in base.iter().zip(heat) {
+        let a = alpha * opacity(h);
         let c = cmap.rgb(h);
         let g = f32::from(g);
         for ch in c {
@@ -96,9 +112,14 @@ mod tests {
     }
 
     #[test]
-    fn overlay_blends() {
-        let out = overlay(&[100], &[0.0], Colormap::Viridis, 0.5);
-        assert_eq!(out, vec![84, 51, 92, 255]);
+    fn overlay_blends_strong_heat_and_leaves_weak_heat_transparent() {
+        let out = overlay(&[100], &[1.0], Colormap::Viridis, 0.5);
+        assert_eq!(out, vec![177, 166, 69, 255]);
         assert_eq!(overlay(&[7], &[1.0], Colormap::Jet, 0.0), vec![7, 7, 7, 255]);
+        // No heat, or heat below the transparency floor: the image shows unchanged.
+        assert_eq!(overlay(&[100, 100], &[0.0, TRANSPARENT_BELOW], Colormap::Viridis, 1.0), vec![100, 100, 100, 255, 100, 100, 100, 255]);
+        // Half-way up the fade: half the chosen opacity.
+        let mid = (TRANSPARENT_BELOW + OPAQUE_FROM) / 2.0;
+        assert!((opacity(mid) - 0.5).abs() < 1e-6 && opacity(OPAQUE_FROM) == 1.0 && opacity(f32::NAN) == 0.0);
     }
 }
