@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // Smaller budgets than the page's so the fuzzer's memory limit is not the first to trip.
-    let opts = DecodeOptions { limits: Limits { max_file_bytes: 16 << 20, max_pixels: 4 << 20 }, ..DecodeOptions::default() };
+    let opts = DecodeOptions { limits: Limits { max_file_bytes: 16 << 20, max_pixels: 4 << 20, max_voxels: 4 << 20 }, ..DecodeOptions::default() };
     let frame = data.first().map_or(0, |b| u32::from(b % 3));
     if let Ok(img) = decode_frame(data, frame, &opts) {
         assert_eq!(img.pixels.len(), img.width as usize * img.height as usize);

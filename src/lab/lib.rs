@@ -34,6 +34,8 @@ pub enum LabError {
     Classify(#[from] ClassifyError),
     #[error(transparent)]
     Analyze(#[from] AnalyzeError),
+    #[error(transparent)]
+    Study(#[from] ctxr::infer::study::StudyError),
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("{}: {source}", path.display())]

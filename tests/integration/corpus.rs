@@ -8,7 +8,7 @@ use ctxr_lab::corpus;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ctxr::decode::{DecodeOptions, decode};
+use ctxr::decode::{DecodeError, DecodeOptions, Volume, decode, decode_volume, is_volume};
 use ctxr::imaging::{PreprocessConfig, WindowChoice, preprocess};
 use ctxr::infer::analysis::ModelChoice;
 use ctxr::infer::{Models, Request};
@@ -51,20 +51,23 @@ fn corpus_group(name: &str) {
     for c in &cases {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let decoded = decode(&c.bytes, &DecodeOptions::default());
+            let volume = is_volume(&c.bytes).then(|| decode_volume(&c.bytes, &DecodeOptions::default()));
             let via_page = analyze(&m, &c.bytes);
-            (decoded, via_page)
+            (decoded, volume, via_page)
         }));
-        let Ok((decoded, via_page)) = outcome else {
+        let Ok((decoded, volume, via_page)) = outcome else {
             failures.push(format!("{}: PANIC", c.name));
             continue;
         };
         let line = match (&c.expect, decoded) {
+            (expect, decoded) if volume.is_some() || matches!(expect, corpus::Expect::Volume { .. }) => volume_line(expect, volume, decoded, &via_page),
             (corpus::Expect::Error(kind), Err(e)) if e.kind() == *kind => match &via_page {
                 Err(k) if k == kind => Ok(format!("error {kind}: {e}")),
                 other => Err(format!("decode gave {kind} but the page path gave {other:?}")),
             },
             (corpus::Expect::Error(kind), Err(e)) => Err(format!("expected {kind}, got {}: {e}", e.kind())),
             (corpus::Expect::Error(kind), Ok(img)) => Err(format!("expected {kind}, decoded {}×{}", img.width, img.height)),
+            (corpus::Expect::Volume { .. }, _) => unreachable!("volumes are matched above"),
             (corpus::Expect::Image { .. }, Err(e)) => Err(format!("expected an image, got {}: {e}", e.kind())),
             (corpus::Expect::Image { width, height, check }, Ok(img)) => {
                 if (img.width, img.height) != (*width, *height) || img.pixels.len() != (*width * *height) as usize {
@@ -93,6 +96,50 @@ fn corpus_group(name: &str) {
     }
     eprintln!("corpus group {name}: {} files, {} failures", cases.len(), failures.len());
     assert!(failures.is_empty(), "corpus group {name} failures:\n{}", failures.join("\n"));
+}
+
+/// A volume file's outcome: `decode_volume` gives the expected volume or error, and the
+/// single-image path (native and the page's) never gives an image: `is_volume` for a good
+/// file, the header's own error or `is_volume` for a damaged one, the same on both.
+fn volume_line(
+    expect: &corpus::Expect,
+    volume: Option<Result<Volume, DecodeError>>,
+    decoded: Result<ctxr::decode::MedImage, DecodeError>,
+    via_page: &Result<String, String>,
+) -> Result<String, String> {
+    let flat = match decoded {
+        Ok(img) => return Err(format!("the single-image path decoded a volume file as {}×{}", img.width, img.height)),
+        Err(e) => e.kind(),
+    };
+    if via_page.as_ref().err().map(String::as_str) != Some(flat) {
+        return Err(format!("the single-image decoder said {flat}, the page path {via_page:?}"));
+    }
+    match (expect, volume) {
+        (_, None) => Err("not recognised as a volume".into()),
+        (corpus::Expect::Volume { columns, rows, slices, check }, Some(Ok(v))) => {
+            if (v.columns, v.rows, v.slices) != (*columns, *rows, *slices) || v.voxels.len() != (columns * rows * slices) as usize {
+                Err(format!("expected {columns}×{rows}×{slices}, got {}×{}×{}", v.columns, v.rows, v.slices))
+            } else if flat != "is_volume" {
+                Err(format!("a good volume, but the single-image path said {flat}"))
+            } else {
+                check(&v)
+                    .map(|_| format!("volume {columns}×{rows}×{slices} ({}), single-image path: {flat}", v.source))
+                    .map_err(|why| format!("check failed: {why}"))
+            }
+        }
+        (corpus::Expect::Volume { .. }, Some(Err(e))) => Err(format!("expected a volume, got {}: {e}", e.kind())),
+        (corpus::Expect::Error(kind), Some(Err(e))) if e.kind() == *kind && (flat == *kind || flat == "is_volume") => {
+            Ok(format!("error {kind}: {e} (single-image path: {flat})"))
+        }
+        (corpus::Expect::Error(kind), Some(Err(e))) => Err(format!("expected {kind}, got {}: {e} (single-image path: {flat})", e.kind())),
+        (corpus::Expect::Error(kind), Some(Ok(v))) => Err(format!("expected {kind}, decoded a {}×{}×{} volume", v.columns, v.rows, v.slices)),
+        (corpus::Expect::Image { .. }, Some(_)) => Err("expected an image, the file is a volume".into()),
+    }
+}
+
+#[test]
+fn corpus_nifti() {
+    corpus_group("nifti");
 }
 
 #[test]
@@ -127,7 +174,7 @@ fn corpus_bmp() {
 
 #[test]
 fn every_corpus_group_is_tested() {
-    let tested = ["not_images", "png", "jpeg", "tiff", "dicom", "bmp"];
+    let tested = ["not_images", "png", "jpeg", "tiff", "dicom", "bmp", "nifti"];
     let groups: Vec<&str> = corpus::GROUPS.iter().map(|(g, _)| *g).collect();
     assert_eq!(groups, tested, "a new corpus group needs its own #[test]");
 }

@@ -12,6 +12,8 @@ mod decoder_references;
 mod devices;
 mod gradcam;
 mod layout;
+mod nifti_references;
 mod robustness;
+mod series;
 mod trained;
 mod weights;

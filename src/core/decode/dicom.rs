@@ -36,6 +36,27 @@ pub struct DicomMeta {
     pub sop_class_uid: Option<String>,
     pub study_description: Option<String>,
     pub series_description: Option<String>,
+    /// Where the slice lies in its study: what stacking a series into a volume needs.
+    pub geometry: SliceGeometry,
+}
+
+/// The identity and patient-space placement of one DICOM image (all optional: a secondary
+/// capture or an anonymised export may lack any of them).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SliceGeometry {
+    pub study_instance_uid: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub series_number: Option<i64>,
+    pub instance_number: Option<i64>,
+    /// Image Position (Patient): the centre of the first transmitted pixel, LPS millimetres.
+    pub image_position: Option<[f64; 3]>,
+    /// Image Orientation (Patient): the row direction then the column direction, LPS.
+    pub image_orientation: Option<[f64; 6]>,
+    /// Pixel Spacing: between rows, then between columns (mm).
+    pub pixel_spacing: Option<[f64; 2]>,
+    pub slice_thickness: Option<f64>,
+    /// Image Type values (`ORIGINAL\PRIMARY\AXIAL`, `…\LOCALIZER`).
+    pub image_type: Vec<String>,
 }
 
 /// Stored pixel values of one frame (before the modality LUT), for checking decoders.
@@ -135,6 +156,54 @@ fn u32_of(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
     obj.get(tag)?.value().to_int::<u32>().ok().or_else(|| str_of(obj, tag)?.parse().ok())
 }
 
+fn geometry(ds: &InMemDicomObject) -> SliceGeometry {
+    let fixed = |tag: Tag| floats_of(ds, tag);
+    let int = |tag: Tag| str_of(ds, tag).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()).map(|v| v.round() as i64);
+    SliceGeometry {
+        study_instance_uid: str_of(ds, tags::STUDY_INSTANCE_UID),
+        series_instance_uid: str_of(ds, tags::SERIES_INSTANCE_UID),
+        series_number: int(tags::SERIES_NUMBER),
+        instance_number: int(tags::INSTANCE_NUMBER),
+        image_position: fixed(tags::IMAGE_POSITION_PATIENT).first_chunk::<3>().copied(),
+        image_orientation: fixed(tags::IMAGE_ORIENTATION_PATIENT).first_chunk::<6>().copied(),
+        pixel_spacing: fixed(tags::PIXEL_SPACING).first_chunk::<2>().copied().filter(|s| s.iter().all(|v| *v > 0.0)),
+        slice_thickness: fixed(tags::SLICE_THICKNESS).first().copied().filter(|v| *v > 0.0),
+        image_type: str_of(ds, tags::IMAGE_TYPE).map(|t| t.split('\\').map(|p| p.trim().to_ascii_uppercase()).collect()).unwrap_or_default(),
+    }
+}
+
+/// One frame's geometry in a multi-frame (enhanced) image: the file's, overridden by the
+/// frame's own functional groups (Plane Position, Plane Orientation, Pixel Measures), which the
+/// per-frame sequence carries for each frame and the shared sequence for all.
+fn frame_geometry(ds: &InMemDicomObject, frame: u32, file: &SliceGeometry) -> SliceGeometry {
+    let item = |seq: Tag, index: usize| ds.get(seq).and_then(|e| e.value().items()).and_then(|items| items.get(index));
+    let groups = [item(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame as usize), item(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0)];
+    let find = |macro_seq: Tag, tag: Tag| -> Vec<f64> {
+        groups
+            .iter()
+            .flatten()
+            .filter_map(|g| g.get(macro_seq).and_then(|e| e.value().items()).and_then(|items| items.first()))
+            .map(|m| floats_of(m, tag))
+            .find(|v| !v.is_empty())
+            .unwrap_or_default()
+    };
+    let mut g = file.clone();
+    g.instance_number = Some(i64::from(frame) + 1);
+    if let Some(p) = find(tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT).first_chunk::<3>() {
+        g.image_position = Some(*p);
+    }
+    if let Some(o) = find(tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT).first_chunk::<6>() {
+        g.image_orientation = Some(*o);
+    }
+    if let Some(s) = find(tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING).first_chunk::<2>().filter(|s| s.iter().all(|v| *v > 0.0)) {
+        g.pixel_spacing = Some(*s);
+    }
+    if let Some(&t) = find(tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS).first().filter(|t| **t > 0.0) {
+        g.slice_thickness = Some(t);
+    }
+    g
+}
+
 struct Header {
     rows: u32,
     cols: u32,
@@ -186,6 +255,7 @@ fn header(obj: &DefaultDicomObject) -> Result<Header, DecodeError> {
         sop_class_uid: str_of(ds, tags::SOP_CLASS_UID),
         study_description: str_of(ds, tags::STUDY_DESCRIPTION),
         series_description: str_of(ds, tags::SERIES_DESCRIPTION),
+        geometry: geometry(ds),
     };
     Ok(Header {
         rows,
@@ -320,10 +390,31 @@ pub(super) fn decode(bytes: &[u8], format: Format, frame: Option<u32>, opts: &De
     };
     let mut out = Vec::with_capacity(wanted.len());
     for f in wanted {
-        let s = stored(&obj, &h, f, opts)?;
-        out.push(to_image(s, &h, f, format));
+        out.push(frame_image(&obj, &h, f, format, opts)?);
     }
     Ok(out)
+}
+
+/// Visit every frame of a file, decoded one at a time from one parse (a 300-frame enhanced CT
+/// never holds more than one frame as `f32`); the caller bounds the total.
+pub(super) fn for_each_frame(bytes: &[u8], format: Format, opts: &DecodeOptions, mut visit: impl FnMut(MedImage)) -> Result<(), DecodeError> {
+    let obj = parse(bytes, format)?;
+    let h = header(&obj)?;
+    for f in 0..h.frames {
+        visit(frame_image(&obj, &h, f, format, opts)?);
+    }
+    Ok(())
+}
+
+fn frame_image(obj: &DefaultDicomObject, h: &Header, frame: u32, format: Format, opts: &DecodeOptions) -> Result<MedImage, DecodeError> {
+    let s = stored(obj, h, frame, opts)?;
+    let mut img = to_image(s, h, frame, format);
+    if h.frames > 1
+        && let Some(m) = img.dicom.as_mut()
+    {
+        m.geometry = frame_geometry(obj, frame, &m.geometry);
+    }
+    Ok(img)
 }
 
 fn to_image(s: StoredFrame, h: &Header, frame: u32, format: Format) -> MedImage {

@@ -1,16 +1,21 @@
 //! Decode: turn the bytes a user hands us into one [`MedImage`], whatever the container
 //! (PNG, JPEG, BMP, WebP, GIF, TIFF, DICOM), keeping what matters for medicine: values at
 //! full depth, whether they are Hounsfield units, the photometric interpretation and the
-//! windows the file carries. The format is sniffed from magic bytes, never from a name.
+//! windows the file carries; or, for a volume file (NIfTI), into one [`Volume`] whose slices
+//! become `MedImage`s on demand. The format is sniffed from magic bytes, never from a name.
 
 mod dicom;
 mod dicom_scan;
+mod nifti;
 mod raster;
+pub mod series;
 mod sniff;
 mod tiff;
+mod volume;
 
-pub use dicom::{DicomMeta, StoredFrame, dicom_stored_frame};
+pub use dicom::{DicomMeta, SliceGeometry, StoredFrame, dicom_stored_frame};
 pub use sniff::{Format, Unrecognised, sniff};
+pub use volume::{Placement, Volume};
 
 use std::sync::Arc;
 
@@ -167,12 +172,16 @@ pub enum TiffU16 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_file_bytes: usize,
+    /// Pixels of one image or slice (all frames together for a multi-frame file).
     pub max_pixels: u64,
+    /// Voxels of a volume. The default admits a 600-slice 512² CT (157 M voxels, 315 MB as
+    /// the `i16` the volume is stored in).
+    pub max_voxels: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_file_bytes: 512 * 1024 * 1024, max_pixels: 64 * 1024 * 1024 }
+        Limits { max_file_bytes: 512 * 1024 * 1024, max_pixels: 64 * 1024 * 1024, max_voxels: 160 * 1024 * 1024 }
     }
 }
 
@@ -223,11 +232,19 @@ pub enum DecodeError {
     FileTooLarge { bytes: usize, limit: usize },
     #[error("the image is {width}×{height}{}, above the limit of {limit} pixels", if *frames > 1 { format!(" × {frames} frames") } else { String::new() })]
     TooManyPixels { width: u64, height: u64, frames: u64, limit: u64 },
-    #[error("this is a {0}, not an image this tool reads (PNG, JPEG, BMP, WebP, GIF, TIFF or DICOM)")]
+    #[error("the volume is {columns}×{rows}×{slices} voxels, above the limit of {limit} voxels")]
+    TooManyVoxels { columns: u64, rows: u64, slices: u64, limit: u64 },
+    #[error("this is a {0}, not an image this tool reads (PNG, JPEG, BMP, WebP, GIF, TIFF, DICOM or NIfTI)")]
     NotAnImage(&'static str),
     #[error("this looks like a text file, not an image")]
     Text,
-    #[error("unrecognised file format (not PNG, JPEG, BMP, WebP, GIF, TIFF or DICOM)")]
+    #[error(
+        "this is a {format} volume (a whole scan), not a single image; the page reads single images, and the command line's `ctxr classify` scores a volume as a CT study"
+    )]
+    IsVolume { format: Format },
+    #[error("this {format} file is a single image, not a volume")]
+    NotAVolume { format: Format },
+    #[error("unrecognised file format (not PNG, JPEG, BMP, WebP, GIF, TIFF, DICOM or NIfTI)")]
     UnknownFormat,
     #[error("the {format} file is damaged or truncated: {detail}")]
     Malformed {
@@ -262,6 +279,9 @@ impl DecodeError {
             DecodeError::Empty => "empty",
             DecodeError::FileTooLarge { .. } => "file_too_large",
             DecodeError::TooManyPixels { .. } | DecodeError::ResourceLimit { .. } => "too_many_pixels",
+            DecodeError::TooManyVoxels { .. } => "too_many_voxels",
+            DecodeError::IsVolume { .. } => "is_volume",
+            DecodeError::NotAVolume { .. } => "not_a_volume",
             DecodeError::NotAnImage(_) => "not_an_image",
             DecodeError::Text => "text",
             DecodeError::UnknownFormat => "unknown_format",
@@ -324,6 +344,7 @@ pub fn decode_frame(bytes: &[u8], frame: u32, opts: &DecodeOptions) -> Result<Me
     match format {
         Format::Dicom | Format::DicomRaw => dicom::decode(bytes, format, Some(frame), opts).and_then(first),
         Format::Tiff => only_frame(tiff::decode(bytes, opts)?, frame),
+        Format::Nifti => nifti::check(bytes, opts).and(Err(DecodeError::IsVolume { format })),
         other => only_frame(raster::decode(bytes, other, opts)?, frame),
     }
 }
@@ -334,7 +355,41 @@ pub fn decode_all_frames(bytes: &[u8], opts: &DecodeOptions) -> Result<Vec<MedIm
     match format {
         Format::Dicom | Format::DicomRaw => dicom::decode(bytes, format, None, opts),
         Format::Tiff => Ok(vec![tiff::decode(bytes, opts)?]),
+        Format::Nifti => nifti::check(bytes, opts).and(Err(DecodeError::IsVolume { format })),
         other => Ok(vec![raster::decode(bytes, other, opts)?]),
+    }
+}
+
+/// Visit every frame of a file, decoded one at a time (multi-frame DICOM: each with its own
+/// geometry); other images give their one image, volumes answer [`DecodeError::IsVolume`].
+/// Each frame is checked against the pixel limit; the caller bounds the total.
+pub fn for_each_frame(bytes: &[u8], opts: &DecodeOptions, mut visit: impl FnMut(MedImage)) -> Result<(), DecodeError> {
+    let format = precheck(bytes, opts)?;
+    match format {
+        Format::Dicom | Format::DicomRaw => dicom::for_each_frame(bytes, format, opts, visit),
+        Format::Tiff => {
+            visit(tiff::decode(bytes, opts)?);
+            Ok(())
+        }
+        Format::Nifti => nifti::check(bytes, opts).and(Err(DecodeError::IsVolume { format })),
+        other => {
+            visit(raster::decode(bytes, other, opts)?);
+            Ok(())
+        }
+    }
+}
+
+/// Whether `bytes` hold a volume, to be read with [`decode_volume`] rather than [`decode`].
+pub fn is_volume(bytes: &[u8]) -> bool {
+    sniff(bytes) == Ok(Format::Nifti)
+}
+
+/// Decode a volume file (NIfTI-1 or -2, plain or gzip) into one [`Volume`] in radiological
+/// axial order. Files that are single images answer [`DecodeError::NotAVolume`].
+pub fn decode_volume(bytes: &[u8], opts: &DecodeOptions) -> Result<Volume, DecodeError> {
+    match precheck(bytes, opts)? {
+        Format::Nifti => nifti::decode(bytes, opts),
+        format => Err(DecodeError::NotAVolume { format }),
     }
 }
 

@@ -15,7 +15,7 @@ pub(super) fn decode(bytes: &[u8], format: Format, opts: &DecodeOptions) -> Resu
         Format::Bmp => ImageFormat::Bmp,
         Format::Webp => ImageFormat::WebP,
         Format::Tiff => ImageFormat::Tiff,
-        Format::Dicom | Format::DicomRaw => {
+        Format::Dicom | Format::DicomRaw | Format::Nifti => {
             return Err(DecodeError::Unsupported { format, what: "not a raster format".into(), source: None });
         }
     };

@@ -17,6 +17,8 @@ pub enum Format {
     /// A bare DICOM data set without the Part 10 header ("DICM" and file meta group),
     /// as found on some hospital CDs. Read as Implicit VR Little Endian.
     DicomRaw,
+    /// NIfTI-1 or NIfTI-2 volume, plain or gzip-compressed.
+    Nifti,
 }
 
 impl Format {
@@ -31,6 +33,7 @@ impl Format {
             Format::Tiff => "TIFF",
             Format::Dicom => "DICOM",
             Format::DicomRaw => "DICOM (no Part 10 header)",
+            Format::Nifti => "NIfTI",
         }
     }
 }
@@ -83,6 +86,13 @@ pub fn sniff(bytes: &[u8]) -> Result<Format, Unrecognised> {
     }
     if looks_like_raw_dicom(bytes) {
         return Ok(Format::DicomRaw);
+    }
+    if super::nifti::is_nifti_header(bytes) {
+        return Ok(Format::Nifti);
+    }
+    // A gzip stream is a NIfTI volume when its first bytes are a NIfTI header (`.nii.gz`).
+    if starts(b"\x1f\x8b") && super::nifti::is_nifti_header(&super::nifti::inflate_prefix(bytes, 540)) {
+        return Ok(Format::Nifti);
     }
     let known: &[(&[u8], &'static str)] = &[
         (b"%PDF", "PDF document"),

@@ -49,10 +49,7 @@ pub fn lung_box(unit: &[f32], w: u32, h: u32) -> Option<PixelBox> {
     if w < 16 || h < 16 || unit.len() != (w as usize) * (h as usize) {
         return None;
     }
-    let scale = (WORK as f64 / w.max(h) as f64).min(1.0);
-    let sw = ((w as f64 * scale).round() as u32).max(1);
-    let sh = ((h as f64 * scale).round() as u32).max(1);
-    let small = super::resize::resize(unit, w, h, sw, sh);
+    let (small, sw, sh, scale) = working_copy(unit, w, h);
     let (sw, sh) = (sw as usize, sh as usize);
     let grey: Vec<u8> = small.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
 
@@ -94,6 +91,29 @@ pub fn lung_box(unit: &[f32], w: u32, h: u32) -> Option<PixelBox> {
     let to_full = |v: f64, n: u32| -> u32 { ((v / scale).round().max(0.0) as u32).min(n) };
     let b = PixelBox { x0: to_full(x0 as f64 - mx, w), y0: to_full(y0 as f64 - my, h), x1: to_full(x1 as f64 + mx, w), y1: to_full(y1 as f64 + my, h) };
     (b.x1 > b.x0 + 8 && b.y1 > b.y0 + 8).then_some(b)
+}
+
+/// `unit` shrunk to at most [`WORK`] px per side: (values, width, height, scale).
+fn working_copy(unit: &[f32], w: u32, h: u32) -> (Vec<f32>, u32, u32, f64) {
+    let scale = (WORK as f64 / w.max(h) as f64).min(1.0);
+    let sw = ((w as f64 * scale).round() as u32).max(1);
+    let sh = ((h as f64 * scale).round() as u32).max(1);
+    (super::resize::resize(unit, w, h, sw, sh), sw, sh, scale)
+}
+
+/// The share of `unit` (`w × h` values in [0, 1], a windowed slice) covered by enclosed lung,
+/// measured like [`lung_box`] on a copy of at most 128 px per side: near 0 above the apices
+/// and below the bases, largest at mid-lung. A study uses it to pick the slices the model
+/// was trained on (lung-level slices) out of a whole scan.
+pub fn lung_fraction(unit: &[f32], w: u32, h: u32) -> f32 {
+    if w < 16 || h < 16 || unit.len() != (w as usize) * (h as usize) {
+        return 0.0;
+    }
+    let (small, sw, sh, _) = working_copy(unit, w, h);
+    match lung_mask(&small, sw as usize, sh as usize, true) {
+        Some(m) => m.iter().filter(|&&l| l).count() as f32 / m.len().max(1) as f32,
+        None => 0.0,
+    }
 }
 
 /// The lungs of `unit` (`w × h` values in [0, 1], a windowed image, not equalised): the dark

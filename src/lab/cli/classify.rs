@@ -1,15 +1,19 @@
 //! `ctxr classify`: files → decode → route (forced, gate, or the file's own metadata) →
 //! preprocess → model → decision, optionally a Grad-CAM overlay PNG; one line or one JSON
-//! object per file.
+//! object per file. A volume file (NIfTI) or a folder of DICOM slices is a CT study: each
+//! series is stacked, its lung-level slices are classified and pooled into a study score,
+//! printed with the per-slice table.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ctxr::decode::{MedImage, Window, decode};
+use ctxr::decode::series::{SeriesBuilder, StackProblem};
+use ctxr::decode::{Limits, MedImage, Placement, Volume, Window, decode, decode_volume, for_each_frame, is_volume};
 use ctxr::explain::{Colormap, overlay, to_original};
 use ctxr::imaging::{WindowChoice, WindowPreset, render, resolve_window};
 use ctxr::infer::route::without_network;
+use ctxr::infer::study::{StudyScore, score_study};
 use ctxr::infer::{Classifier, Decision, Gatekeeper, Verdict};
 use ctxr::model::{Modality, ModelId, decode_options};
 use ctxr_lab::LabError;
@@ -104,6 +108,42 @@ struct Classified {
     heatmap: Option<HeatmapOut>,
 }
 
+/// The result for one volume file: the volume's geometry and its study score.
+#[derive(Serialize)]
+struct StudyOut {
+    file: String,
+    kind: &'static str,
+    model: Modality,
+    evaluated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    series: Option<SeriesOut>,
+    volume: Volume,
+    #[serde(flatten)]
+    score: StudyScore,
+}
+
+/// Which series of a folder a study is, and what is irregular about it.
+#[derive(Serialize)]
+struct SeriesOut {
+    study_instance_uid: Option<String>,
+    series_instance_uid: Option<String>,
+    series_number: Option<i64>,
+    description: Option<String>,
+    slice_thickness_mm: Option<f64>,
+    files: usize,
+    problems: Vec<StackProblem>,
+}
+
+/// A file of a folder that is in no series.
+#[derive(Serialize)]
+struct SetAsideOut<'a> {
+    file: &'a str,
+    set_aside: &'a str,
+}
+
+/// Slices per forward pass when scoring a study.
+const STUDY_BATCH: usize = 16;
+
 #[derive(Serialize)]
 struct Failed<'a> {
     file: String,
@@ -143,8 +183,36 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
     }
     let mut failures = 0usize;
     for file in &a.files {
+        if file.is_dir() {
+            match folder(&a, file, &manifest, &device, &mut loaded) {
+                Ok(n) => failures += n,
+                Err(e) => {
+                    failures += 1;
+                    report_failure(file, &e.to_string(), a.json)?;
+                }
+            }
+            continue;
+        }
+        let bytes = match std::fs::read(file) {
+            Ok(b) => b,
+            Err(e) => {
+                failures += 1;
+                report_failure(file, &LabError::io(file, e).to_string(), a.json)?;
+                continue;
+            }
+        };
+        if is_volume(&bytes) {
+            match study(&a, &bytes, file, &manifest, &device, &mut loaded) {
+                Ok(s) if a.json => println!("{}", serde_json::to_string(&s)?),
+                Ok(s) => print_study(&s),
+                Err(e) => {
+                    failures += 1;
+                    report_failure(file, &e.to_string(), a.json)?;
+                }
+            }
+            continue;
+        }
         let result = (|| -> Result<Classified, LabError> {
-            let bytes = std::fs::read(file).map_err(|e| LabError::io(file, e))?;
             let img = decode(&bytes, &decode_options(a.model))?;
             let (modality, gate_verdict) = route(&img, a.model, gate.as_ref())?;
             let clf = match loaded.iter().position(|c| c.modality() == Some(modality)) {
@@ -212,16 +280,182 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
             Ok(v) => print_human(&v),
             Err(e) => {
                 failures += 1;
-                let e = e.to_string();
-                if a.json {
-                    println!("{}", serde_json::to_string(&Failed { file: file.display().to_string(), error: &e })?);
-                } else {
-                    println!("{}: ERROR: {e}", file.display());
-                }
+                report_failure(file, &e.to_string(), a.json)?;
             }
         }
     }
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn report_failure(file: &std::path::Path, error: &str, json: bool) -> Result<(), LabError> {
+    if json {
+        println!("{}", serde_json::to_string(&Failed { file: file.display().to_string(), error })?);
+    } else {
+        println!("{}: ERROR: {error}", file.display());
+    }
+    Ok(())
+}
+
+/// Score a volume file as a CT study with the CT model (a volume is never an X-ray).
+fn study(
+    a: &Args,
+    bytes: &[u8],
+    file: &std::path::Path,
+    manifest: &ctxr::model::Manifest,
+    device: &burn::tensor::Device,
+    loaded: &mut Vec<Classifier>,
+) -> Result<StudyOut, LabError> {
+    let volume = decode_volume(bytes, &decode_options(Some(Modality::Ct)))?;
+    score_volume(a, file.display().to_string(), volume, None, manifest, device, loaded)
+}
+
+/// The CT classifier, loaded once.
+fn ct_classifier<'a>(
+    a: &Args,
+    manifest: &ctxr::model::Manifest,
+    device: &burn::tensor::Device,
+    loaded: &'a mut Vec<Classifier>,
+) -> Result<&'a Classifier, LabError> {
+    if let Some(m) = a.model.filter(|&m| m != Modality::Ct) {
+        return Err(LabError::Usage(format!("a volume or a DICOM folder is read by the CT model, not --model {}", m.name())));
+    }
+    Ok(match loaded.iter().position(|c| c.modality() == Some(Modality::Ct)) {
+        Some(i) => &loaded[i],
+        None => {
+            loaded.push(load_classifier(&a.weights, manifest, ModelId::Ct, device)?);
+            &loaded[loaded.len() - 1]
+        }
+    })
+}
+
+fn score_volume(
+    a: &Args,
+    name: String,
+    volume: Volume,
+    series: Option<SeriesOut>,
+    manifest: &ctxr::model::Manifest,
+    device: &burn::tensor::Device,
+    loaded: &mut Vec<Classifier>,
+) -> Result<StudyOut, LabError> {
+    let clf = ct_classifier(a, manifest, device, loaded)?;
+    if a.heatmap.is_some() {
+        eprintln!("note: --heatmap draws single images; {name} is a volume, scored without one");
+    }
+    let score = pollster::block_on(score_study(clf, &volume, STUDY_BATCH, |_, _| {}))?;
+    Ok(StudyOut { file: name, kind: "study", model: Modality::Ct, evaluated: clf.entry.is_evaluated(), series, volume, score })
+}
+
+fn files_under(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<(), LabError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| LabError::io(dir, e))?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            files_under(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// A folder of DICOM slices: stack its series and score each as a study; files in no series
+/// are listed with the reason. Returns the number of series that failed.
+fn folder(
+    a: &Args,
+    dir: &std::path::Path,
+    manifest: &ctxr::model::Manifest,
+    device: &burn::tensor::Device,
+    loaded: &mut Vec<Classifier>,
+) -> Result<usize, LabError> {
+    let mut files = Vec::new();
+    files_under(dir, &mut files)?;
+    let opts = decode_options(Some(Modality::Ct));
+    let mut builder = SeriesBuilder::new(Limits::default().max_voxels);
+    for f in &files {
+        let name = f.strip_prefix(dir).unwrap_or(f).display().to_string();
+        let read = std::fs::read(f).map_err(|e| LabError::io(f, e));
+        if let Err(e) = read.and_then(|b| Ok(for_each_frame(&b, &opts, |img| builder.add(name.clone(), &img))?)) {
+            builder.set_aside(name, e.to_string());
+        }
+    }
+    let set = builder.finish();
+    for s in &set.set_aside {
+        if a.json {
+            println!("{}", serde_json::to_string(&SetAsideOut { file: &s.file, set_aside: &s.reason })?);
+        } else {
+            println!("{}/{}: set aside: {}", dir.display(), s.file, s.reason);
+        }
+    }
+    if set.series.is_empty() {
+        return Err(LabError::Usage(format!("{}: no DICOM series to stack ({} files set aside)", dir.display(), set.set_aside.len())));
+    }
+    let mut failures = 0;
+    let many = set.series.len() > 1;
+    for s in set.series {
+        let name = match (many, s.series_number) {
+            (true, Some(n)) => format!("{} (series {n})", dir.display()),
+            (true, None) => format!("{} (series {})", dir.display(), s.series_instance_uid.as_deref().unwrap_or("?")),
+            (false, _) => dir.display().to_string(),
+        };
+        let info = SeriesOut {
+            study_instance_uid: s.study_instance_uid,
+            series_instance_uid: s.series_instance_uid,
+            series_number: s.series_number,
+            description: s.description,
+            slice_thickness_mm: s.slice_thickness_mm,
+            files: s.files.len(),
+            problems: s.problems,
+        };
+        match score_volume(a, name.clone(), s.volume, Some(info), manifest, device, loaded) {
+            Ok(st) if a.json => println!("{}", serde_json::to_string(&st)?),
+            Ok(st) => print_study(&st),
+            Err(e) => {
+                failures += 1;
+                report_failure(std::path::Path::new(&name), &e.to_string(), a.json)?;
+            }
+        }
+    }
+    Ok(failures)
+}
+
+fn print_study(s: &StudyOut) {
+    let v = &s.volume;
+    let tag = if s.evaluated { "" } else { "  [UNEVALUATED WEIGHTS: meaningless]" };
+    let f = |p: Option<f32>| p.map(|p| format!("{p:.3}")).unwrap_or_else(|| "—".into());
+    let placement = match v.placement {
+        Placement::Oriented => "shown in radiological axial order",
+        Placement::StoredOrder => "NO ORIENTATION in the file: shown in stored order, may be mirrored",
+    };
+    println!(
+        "{}: [ct study] {}×{}×{} voxels of {:.2}×{:.2}×{:.2} mm ({}; {placement}){tag}",
+        s.file, v.columns, v.rows, v.slices, v.spacing_mm[0], v.spacing_mm[1], v.spacing_mm[2], v.source
+    );
+    if let Some(info) = &s.series {
+        println!(
+            "    series {} {}: {} files{}",
+            info.series_number.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+            info.description.as_deref().unwrap_or(""),
+            info.files,
+            info.slice_thickness_mm.map(|t| format!(", {t} mm thick")).unwrap_or_default()
+        );
+        for p in &info.problems {
+            println!("    WARNING: {}", serde_json::to_string(p).unwrap_or_default());
+        }
+    }
+    match s.score.lung_range {
+        Some([a, b]) => println!(
+            "    lung-level slices {a}–{b} ({} classified); study score (max over slices) {}, mean of the top {} {}",
+            s.score.classified,
+            f(s.score.max_slice),
+            s.score.k,
+            f(s.score.top_k_mean)
+        ),
+        None => println!("    no lung-level slice found: the study is not scored"),
+    }
+    println!("    slice   z mm   lung %  P(covid)");
+    for r in &s.score.slices {
+        println!("    {:>5} {:>7.1} {:>7.1}  {}", r.index, r.z_mm, 100.0 * r.lung_fraction, f(r.p_covid));
+    }
 }
 
 fn print_human(v: &Classified) {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use ctxr::decode::{Intensity, MedImage, Photometric};
+use ctxr::decode::{Intensity, MedImage, Photometric, Volume};
 
 mod writers;
 
@@ -18,9 +18,13 @@ pub enum Expect {
     Error(&'static str),
     /// An image of this size whose properties `check` verifies.
     Image { width: u32, height: u32, check: Check },
+    /// A volume (read with `decode_volume`) of this size whose properties `check` verifies.
+    /// The 2-D path answers `is_volume` for it.
+    Volume { columns: u32, rows: u32, slices: u32, check: VolumeCheck },
 }
 
 pub type Check = fn(&MedImage) -> Result<(), String>;
+pub type VolumeCheck = fn(&Volume) -> Result<(), String>;
 
 pub struct Case {
     pub name: String,
@@ -137,8 +141,15 @@ pub type Generator = fn() -> Vec<Case>;
 
 /// The corpus in named groups, each generated on demand (a failing case is reported with its
 /// group and file, and a test of one group builds only that group).
-pub const GROUPS: [(&str, Generator); 6] =
-    [("not_images", not_images_cases), ("png", png_cases), ("jpeg", jpeg_cases), ("tiff", tiff_cases), ("dicom", dicom_cases), ("bmp", bmp_cases)];
+pub const GROUPS: [(&str, Generator); 7] = [
+    ("not_images", not_images_cases),
+    ("png", png_cases),
+    ("jpeg", jpeg_cases),
+    ("tiff", tiff_cases),
+    ("dicom", dicom_cases),
+    ("bmp", bmp_cases),
+    ("nifti", nifti_cases),
+];
 
 /// Every case of the corpus.
 pub fn cases() -> Vec<Case> {
@@ -592,6 +603,169 @@ fn bmp_cases() -> Vec<Case> {
     c
 }
 
+/// The phantom as a `slices`-deep int16 HU volume stored LAS (x flipped, as the writers'
+/// sform says), with slice k darker by k HU so that the slice order is visible.
+fn nifti_phantom_i16(slices: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for k in 0..slices {
+        for y in 0..N as usize {
+            for x in 0..N as usize {
+                // Stored row y runs posterior → anterior (+y), so row N-1-y of the phantom.
+                out.extend_from_slice(&(phantom_hu(x, N as usize - 1 - y) - k as i16).to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// The phantom read back in radiological order: HU at (column, row) of slice 0 is the
+/// phantom's, minus (slices − 1) because slice 0 is the most superior stored slice.
+fn check_nifti_phantom(v: &Volume) -> Result<(), String> {
+    let s0 = v.axial(0).ok_or("no slice 0")?;
+    let top = v.slices as i16 - 1;
+    let want = |x: usize, y: usize| f32::from(phantom_hu(x, y) - top);
+    ok(v.intensity == Intensity::Hounsfield, "read as Hounsfield units")?;
+    ok(at(&s0, 22, 32) == want(22, 32) && at(&s0, 32, 32) == want(32, 32) && at(&s0, 0, 0) == want(0, 0), "phantom values in radiological order")?;
+    ok((v.spacing_mm[2] - 2.5).abs() < 1e-4 && v.slice_z_mm.first() > v.slice_z_mm.last(), "2.5 mm slices, superior first")
+}
+
+/// NIfTI volumes: good ones in each container and version, and every way a header can lie.
+fn nifti_cases() -> Vec<Case> {
+    let mut c: Vec<Case> = Vec::new();
+    let mut push = |name: &str, bytes: Vec<u8>, expect: Expect, about: &'static str| c.push(Case { name: name.into(), bytes, expect, about });
+    let good = |slices: u32| Expect::Volume { columns: N, rows: N, slices, check: check_nifti_phantom };
+    let n = i64::from(N);
+    let i16_header = |version: u8, slices: i64| NiftiHeader::new(version, [n, n, slices], 4, 16);
+    let file = |h: &NiftiHeader, data: &[u8]| [h.bytes(), data.to_vec()].concat();
+    let data = nifti_phantom_i16(4);
+    let ct = file(&i16_header(1, 4), &data);
+    push("ct.nii", ct.clone(), good(4), "NIfTI-1 int16 CT volume, LAS storage");
+    push("ct.nii.gz", gzip(&ct), good(4), "the same volume gzip-compressed");
+    push("ct-nifti2.nii.gz", gzip(&file(&i16_header(2, 4), &data)), good(4), "NIfTI-2 int16 CT volume, gzip");
+    let f32_data: Vec<u8> = data.chunks_exact(2).flat_map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])).to_le_bytes()).collect();
+    push("ct-float32.nii", file(&NiftiHeader::new(1, [n, n, 4], 16, 32), &f32_data), good(4), "float32 Hounsfield units");
+    let mut scaled = NiftiHeader::new(1, [n, n, 4], 4, 16);
+    scaled.inter = -1024.0;
+    let plus1024: Vec<u8> = data.chunks_exact(2).flat_map(|b| (i16::from_le_bytes([b[0], b[1]]) + 1024).to_le_bytes()).collect();
+    push("ct-scl-inter.nii", file(&scaled, &plus1024), good(4), "HU + 1024 stored with scl_inter = −1024");
+    // Damage and lies.
+    push("truncated.nii", ct[..ct.len() - 3000].to_vec(), Expect::Error("malformed"), "NIfTI cut inside its voxels");
+    let gz = gzip(&ct);
+    push("truncated.nii.gz", gz[..gz.len() / 2].to_vec(), Expect::Error("malformed"), "gzip NIfTI cut in half");
+    push("gzip-bomb.nii.gz", gzip_with_zeros(&ct, 200 << 20), good(4), "gzip NIfTI followed by 200 MB of zeros: only what the header declares is read");
+    push("header-cut.nii", ct[..300].to_vec(), Expect::Error("unknown_format"), "a NIfTI-1 header cut before its magic string");
+    let mut lie = i16_header(1, 4);
+    lie.dim = [3, 30_000, 30_000, 30_000, 1, 1, 1, 1];
+    push("lying-dims.nii", file(&lie, &data), Expect::Error("too_many_pixels"), "header claiming 30000³ voxels");
+    let mut lie = i16_header(2, 4);
+    lie.dim = [3, 512, 512, 5_000, 1, 1, 1, 1];
+    push("lying-slices.nii", file(&lie, &data), Expect::Error("too_many_voxels"), "NIfTI-2 header claiming 5000 slices of 512²");
+    let mut lie = i16_header(1, 4);
+    lie.dim[2] = -64;
+    push("negative-dim.nii", file(&lie, &data), Expect::Error("malformed"), "a negative size");
+    let mut lie = i16_header(1, 4);
+    lie.dim[0] = 9;
+    push("dim0-9.nii", file(&lie, &data), Expect::Error("malformed"), "dim[0] beyond 7");
+    let mut lie = i16_header(1, 4);
+    lie.vox_offset = 100.0;
+    push("vox-offset-inside.nii", file(&lie, &data), Expect::Error("malformed"), "vox_offset inside the header");
+    let mut lie = i16_header(1, 4);
+    lie.vox_offset = 1.0e9;
+    push("vox-offset-beyond.nii.gz", gzip(&file(&lie, &data)), Expect::Error("malformed"), "vox_offset a gigabyte past the header (gzip)");
+    let mut lie = i16_header(1, 4);
+    lie.bitpix = 8;
+    push("bitpix-lie.nii", file(&lie, &data), Expect::Error("malformed"), "int16 datatype with bitpix 8");
+    push("rgb.nii", file(&NiftiHeader::new(1, [n, n, 1], 128, 24), &vec![0u8; (N * N * 3) as usize]), Expect::Error("unsupported"), "RGB voxels");
+    let mut pair = i16_header(1, 4);
+    pair.single_file = false;
+    push("pair.hdr", pair.bytes()[..348].to_vec(), Expect::Error("unsupported"), "header of a .hdr/.img pair");
+    let mut huge = i16_header(2, 4);
+    huge.slope = -3.0e231;
+    push("huge-slope.nii", file(&huge, &data), Expect::Error("unsupported"), "NIfTI-2 scl_slope of −3e231: values beyond 32-bit floats (found by fuzzing)");
+    let nan: Vec<u8> = (0..N * N).flat_map(|_| f32::NAN.to_le_bytes()).collect();
+    push("all-nan.nii", file(&NiftiHeader::new(1, [n, n, 1], 16, 32), &nan), Expect::Error("no_finite_values"), "float32 volume of NaN only");
+    push("not-nifti.gz", gzip(b"just some text in a gzip file\n"), Expect::Error("not_an_image"), "a gzip file that holds no NIfTI");
+    c
+}
+
+/// A decimal-string (DS) value: numbers with six decimals, joined by backslashes.
+fn ds(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join("\\")
+}
+
+/// One slice of a generated CT series, with the identity and geometry a PACS export carries.
+pub struct SeriesSlice<'a> {
+    pub study_uid: &'a str,
+    pub series_uid: &'a str,
+    pub series_number: i32,
+    pub instance: i32,
+    /// Image Position (Patient), LPS millimetres.
+    pub position: [f64; 3],
+    /// Image Orientation (Patient): row direction, column direction.
+    pub orientation: [f64; 6],
+    /// Between rows, between columns (mm).
+    pub spacing: [f64; 2],
+    pub thickness: f64,
+    /// Image Type, e.g. `ORIGINAL\PRIMARY\AXIAL`.
+    pub image_type: &'a str,
+    pub width: u16,
+    pub height: u16,
+    /// Hounsfield units, row-major.
+    pub hu: &'a [i16],
+}
+
+/// A DICOM file (explicit VR little endian, signed 16-bit, slope 1, intercept 0) for `s`.
+pub fn ct_series_slice(s: &SeriesSlice) -> Vec<u8> {
+    let pixels: Vec<u8> = s.hu.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut els = ct_elements(s.height, s.width, 1, "MONOCHROME2", true, "1", "0", false, Some(pixels));
+    els.extend([
+        text(0x0008, 0x0008, "CS", s.image_type),
+        text(0x0018, 0x0050, "DS", &ds(&[s.thickness])),
+        text(0x0020, 0x000D, "UI", s.study_uid),
+        text(0x0020, 0x000E, "UI", s.series_uid),
+        text(0x0020, 0x0011, "IS", &s.series_number.to_string()),
+        text(0x0020, 0x0013, "IS", &s.instance.to_string()),
+        text(0x0020, 0x0032, "DS", &ds(&s.position)),
+        text(0x0020, 0x0037, "DS", &ds(&s.orientation)),
+        text(0x0028, 0x0030, "DS", &ds(&s.spacing)),
+    ]);
+    dicom_file(EXPLICIT_LE, &els)
+}
+
+/// A multi-frame (enhanced) CT file: one frame per entry of `frames` (Hounsfield units,
+/// `width × height` each), each frame's Image Position in the per-frame functional groups and
+/// the orientation, pixel spacing and thickness in the shared ones, as scanners write them.
+pub fn ct_enhanced(study_uid: &str, series_uid: &str, positions: &[[f64; 3]], frames: &[&[i16]], width: u16, height: u16) -> Vec<u8> {
+    let seq = |group: u16, elem: u16, items: Vec<Vec<u8>>| el(group, elem, "SQ", items.concat());
+    let item = |els: &[El]| sequence_item(&encode(els, true, false));
+    let pixels: Vec<u8> = frames.iter().flat_map(|f| f.iter().flat_map(|v| v.to_le_bytes())).collect();
+    let mut els = ct_elements(height, width, frames.len() as u32, "MONOCHROME2", true, "1", "0", false, Some(pixels));
+    let per_frame: Vec<Vec<u8>> = positions.iter().map(|p| item(&[seq(0x0020, 0x9113, vec![item(&[text(0x0020, 0x0032, "DS", &ds(p))])])])).collect();
+    let shared = item(&[
+        seq(0x0020, 0x9116, vec![item(&[text(0x0020, 0x0037, "DS", &ds(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))])]),
+        seq(0x0028, 0x9110, vec![item(&[text(0x0018, 0x0050, "DS", "2.5"), text(0x0028, 0x0030, "DS", &ds(&[0.7, 0.7]))])]),
+    ]);
+    els.extend([
+        text(0x0008, 0x0008, "CS", "ORIGINAL\\PRIMARY\\AXIAL"),
+        text(0x0020, 0x000D, "UI", study_uid),
+        text(0x0020, 0x000E, "UI", series_uid),
+        text(0x0020, 0x0011, "IS", "7"),
+        seq(0x5200, 0x9229, vec![shared]),
+        seq(0x5200, 0x9230, per_frame),
+    ]);
+    dicom_file(EXPLICIT_LE, &els)
+}
+
+/// A NIfTI-1 file of int16 voxels `hu` (`[x, y, z]`, x fastest) under the voxel → RAS
+/// affine `srow` (rows x, y, z), optionally gzip-compressed.
+pub fn nifti_i16(dims: [i64; 3], srow: [[f64; 4]; 3], hu: &[i16], gz: bool) -> Vec<u8> {
+    let mut h = NiftiHeader::new(1, dims, 4, 16);
+    h.srow = srow;
+    let data: Vec<u8> = hu.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let file = [h.bytes(), data].concat();
+    if gz { gzip(&file) } else { file }
+}
+
 /// Write every case and `expected.json` into `dir` (emptied first).
 pub fn write(dir: &Path, cases: &[Case]) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
@@ -600,8 +774,14 @@ pub fn write(dir: &Path, cases: &[Case]) -> std::io::Result<()> {
     for c in cases {
         std::fs::write(dir.join(&c.name), &c.bytes)?;
         let (outcome, kind, w, h) = match &c.expect {
+            // A volume file on the page's single-image path: whatever the 2-D decoder says
+            // (`is_volume`, or the header's fault); the native corpus test checks both.
+            Expect::Error(_) | Expect::Volume { .. } if ctxr::decode::is_volume(&c.bytes) => {
+                ("error", ctxr::decode::decode(&c.bytes, &Default::default()).err().map(|e| e.kind()), None, None)
+            }
             Expect::Error(k) => ("error", Some(*k), None, None),
             Expect::Image { width, height, .. } => ("image", None, Some(*width), Some(*height)),
+            Expect::Volume { .. } => ("error", Some("is_volume"), None, None),
         };
         list.push(serde_json::json!({ "file": c.name, "outcome": outcome, "kind": kind, "width": w, "height": h, "about": c.about }));
     }

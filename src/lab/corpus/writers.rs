@@ -1,6 +1,7 @@
 //! Byte-exact writers for the hostile-input corpus: PNG (any bit depth, colour type, Adam7),
 //! baseline TIFF (either byte order, integer or float samples, any photometric) and DICOM
-//! (explicit/implicit VR, either byte order), so each file says exactly what the test wants,
+//! (explicit/implicit VR, either byte order) and NIfTI-1/-2 (gzip or not), so each file says
+//! exactly what the test wants,
 //! including what no encoder library would write (lying headers, wrong lengths).
 
 // ---------------------------------------------------------------- PNG
@@ -360,4 +361,116 @@ pub fn ct_elements(
         e.push(el(0x7FE0, 0x0010, "OW", p));
     }
     e
+}
+
+// ---------------------------------------------------------------- NIfTI
+
+/// What a NIfTI header says; each field may lie.
+pub struct NiftiHeader {
+    pub version: u8,
+    /// dim[0..8]: dim[0] is the number of dimensions.
+    pub dim: [i64; 8],
+    pub datatype: i16,
+    pub bitpix: i16,
+    pub vox_offset: f64,
+    pub slope: f64,
+    pub inter: f64,
+    /// The sform rows (code 1); voxel → world RAS in millimetres.
+    pub srow: [[f64; 4]; 3],
+    /// "n+1" / "n+2" (single file) or "ni1" / "ni2" (header-only pair).
+    pub single_file: bool,
+}
+
+impl NiftiHeader {
+    /// A single-file header for `x × y × z` voxels of `datatype` (`bitpix` bits), with the
+    /// voxels right after the header and an LAS sform of 0.7 × 0.7 × 2.5 mm voxels.
+    pub fn new(version: u8, [x, y, z]: [i64; 3], datatype: i16, bitpix: i16) -> Self {
+        NiftiHeader {
+            version,
+            dim: [3, x, y, z, 1, 1, 1, 1],
+            datatype,
+            bitpix,
+            vox_offset: if version == 1 { 352.0 } else { 544.0 },
+            slope: 1.0,
+            inter: 0.0,
+            srow: [[-0.7, 0.0, 0.0, 0.0], [0.0, 0.7, 0.0, 0.0], [0.0, 0.0, 2.5, 0.0]],
+            single_file: true,
+        }
+    }
+
+    /// The header bytes, padded with zeros (the extension flag) up to `vox_offset` when that
+    /// is a sane size, else to the header's own end + 4.
+    pub fn bytes(&self) -> Vec<u8> {
+        let size = if self.version == 1 { 348 } else { 540 };
+        let pad =
+            if self.vox_offset.is_finite() && self.vox_offset >= (size + 4) as f64 && self.vox_offset < 4096.0 { self.vox_offset as usize } else { size + 4 };
+        let mut h = vec![0u8; pad];
+        let mut put = |at: usize, b: &[u8]| h[at..at + b.len()].copy_from_slice(b);
+        put(0, &(size as i32).to_le_bytes());
+        if self.version == 1 {
+            for (i, d) in self.dim.iter().enumerate() {
+                put(40 + 2 * i, &(*d as i16).to_le_bytes());
+            }
+            put(70, &self.datatype.to_le_bytes());
+            put(72, &self.bitpix.to_le_bytes());
+            for i in 0..4 {
+                put(76 + 4 * i, &1f32.to_le_bytes());
+            }
+            put(108, &(self.vox_offset as f32).to_le_bytes());
+            put(112, &(self.slope as f32).to_le_bytes());
+            put(116, &(self.inter as f32).to_le_bytes());
+            put(123, &[2]); // millimetres
+            put(254, &1i16.to_le_bytes());
+            for (r, row) in self.srow.iter().enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    put(280 + 16 * r + 4 * c, &(*v as f32).to_le_bytes());
+                }
+            }
+            put(344, if self.single_file { b"n+1\0" } else { b"ni1\0" });
+        } else {
+            put(4, if self.single_file { b"n+2\0\r\n\x1a\n" } else { b"ni2\0\r\n\x1a\n" });
+            put(12, &self.datatype.to_le_bytes());
+            put(14, &self.bitpix.to_le_bytes());
+            for (i, d) in self.dim.iter().enumerate() {
+                put(16 + 8 * i, &d.to_le_bytes());
+            }
+            for i in 0..4 {
+                put(104 + 8 * i, &1f64.to_le_bytes());
+            }
+            put(168, &(self.vox_offset as i64).to_le_bytes());
+            put(176, &self.slope.to_le_bytes());
+            put(184, &self.inter.to_le_bytes());
+            put(348, &1i32.to_le_bytes());
+            for (r, row) in self.srow.iter().enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    put(400 + 32 * r + 8 * c, &v.to_le_bytes());
+                }
+            }
+            put(500, &2i32.to_le_bytes());
+        }
+        h
+    }
+}
+
+/// gzip of `bytes` (real deflate, so that a bomb is small on disk).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let _ = e.write_all(bytes);
+    e.finish().unwrap_or_default()
+}
+
+/// gzip of `head` followed by `zeros` zero bytes, compressed as it streams.
+pub fn gzip_with_zeros(head: &[u8], zeros: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let _ = e.write_all(head);
+    let block = vec![0u8; 1 << 20];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(block.len());
+        let _ = e.write_all(&block[..n]);
+        left -= n;
+    }
+    e.finish().unwrap_or_default()
 }

@@ -1,0 +1,185 @@
+//! Study: score a whole CT volume from its slices. The CT model reads one lung-level slice;
+//! a scan is 100–600 slices, most of them above or below the lungs, where the model has never
+//! looked. So the study (1) measures each slice's lung area with the lung crop's own measure,
+//! (2) classifies only the lung-level slices, in batches, and (3) scores the study from their
+//! P(COVID-19) by two rules: the maximum over slices, as DeCoVNet (seed 002) pools a volume,
+//! and the mean of the top k, which one mis-read slice cannot carry alone.
+//!
+//! What the score is not: a slice model pooled over a scan is not a study-level model; it has
+//! not been validated on whole studies (the slice sources hold a few slices per patient).
+
+use serde::Serialize;
+
+use super::classifier::{Classifier, ClassifyError};
+use crate::decode::Volume;
+use crate::imaging::crop::lung_fraction;
+use crate::imaging::{WindowChoice, apply_window, resolve_window};
+use crate::model::Modality;
+
+/// Slices whose lung share is below this fraction of the study's largest are not lung-level
+/// (apices, bases, neck, abdomen); relative, so that the field of view does not matter.
+pub const LUNG_LEVEL_OF_PEAK: f32 = 0.25;
+/// Nor are slices with less than this share of the image in lung, whatever the peak.
+pub const LUNG_LEVEL_MIN: f32 = 0.02;
+/// The top-k mean's k (fewer when fewer slices are lung-level).
+pub const TOP_K: usize = 5;
+
+/// How the study score pools slice probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StudyRule {
+    /// The largest P(COVID-19) over the lung-level slices (DeCoVNet's pooling).
+    MaxSlice,
+    /// The mean of the [`TOP_K`] largest.
+    TopKMean,
+}
+
+/// One slice of a study, in anatomical order (superior first).
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceScore {
+    pub index: u32,
+    /// World z of the slice (millimetres, superior larger).
+    pub z_mm: f32,
+    /// Share of the slice that is enclosed lung.
+    pub lung_fraction: f32,
+    pub lung_level: bool,
+    /// P(COVID-19) when the slice was classified (lung-level slices only).
+    pub p_covid: Option<f32>,
+}
+
+/// A scored study.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyScore {
+    /// The score reported as the study's: [`StudyScore::rule`] applied to the slices; `None`
+    /// when no slice is lung-level.
+    pub study_score: Option<f32>,
+    pub rule: StudyRule,
+    pub max_slice: Option<f32>,
+    pub top_k_mean: Option<f32>,
+    pub k: usize,
+    /// First and last lung-level slice (indices), when any.
+    pub lung_range: Option<[u32; 2]>,
+    pub classified: u32,
+    pub slices: Vec<SliceScore>,
+}
+
+/// Why a study could not be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    #[error("a volume is read by the CT model, not the {0} model")]
+    NotCt(&'static str),
+    #[error(transparent)]
+    Classify(#[from] ClassifyError),
+}
+
+/// Which slices are lung-level, from each slice's lung share.
+pub fn lung_levels(fractions: &[f32]) -> Vec<bool> {
+    let peak = fractions.iter().copied().fold(0.0f32, f32::max);
+    let bar = (peak * LUNG_LEVEL_OF_PEAK).max(LUNG_LEVEL_MIN);
+    fractions.iter().map(|&f| f >= bar).collect()
+}
+
+/// The two pooled scores of slice probabilities: (max, mean of the top k).
+pub fn pool(probabilities: &[f32]) -> Option<(f32, f32)> {
+    let mut p: Vec<f32> = probabilities.iter().copied().filter(|v| v.is_finite()).collect();
+    if p.is_empty() {
+        return None;
+    }
+    p.sort_unstable_by(|a, b| b.total_cmp(a));
+    let top = p.get(..TOP_K.min(p.len())).unwrap_or_default();
+    Some((p.first().copied().unwrap_or(0.0), top.iter().sum::<f32>() / top.len().max(1) as f32))
+}
+
+/// Score `volume` with the CT classifier `clf`, `batch` slices per forward pass; `progress`
+/// hears (slices done, slices to classify) after each batch.
+pub async fn score_study(clf: &Classifier, volume: &Volume, batch: usize, mut progress: impl FnMut(usize, usize)) -> Result<StudyScore, StudyError> {
+    match clf.modality() {
+        Some(Modality::Ct) => {}
+        Some(other) => return Err(StudyError::NotCt(other.name())),
+        None => return Err(StudyError::NotCt("gate")),
+    }
+    let positive = clf.entry.class_index("covid").unwrap_or(0);
+    let mut fractions = Vec::with_capacity(volume.slices as usize);
+    for k in 0..volume.slices {
+        let f = match volume.axial(k) {
+            Some(img) => {
+                let w = resolve_window(&img, &clf.entry.preprocess, WindowChoice::Auto).map_err(ClassifyError::from)?;
+                lung_fraction(&apply_window(&img, w), img.width, img.height)
+            }
+            None => 0.0,
+        };
+        fractions.push(f);
+    }
+    let levels = lung_levels(&fractions);
+    let chosen: Vec<u32> = (0..volume.slices).filter(|&k| levels.get(k as usize).copied().unwrap_or(false)).collect();
+    let mut p_covid: Vec<Option<f32>> = vec![None; volume.slices as usize];
+    let batch = batch.max(1);
+    let mut done = 0;
+    for group in chosen.chunks(batch) {
+        let mut prepared = Vec::with_capacity(group.len());
+        for &k in group {
+            if let Some(img) = volume.axial(k) {
+                prepared.push((k, clf.preprocess(&img, WindowChoice::Auto)?));
+            }
+        }
+        let refs: Vec<_> = prepared.iter().map(|(_, p)| p).collect();
+        let preds = clf.predict_batch(&refs).await?;
+        for ((k, _), pred) in prepared.iter().zip(preds) {
+            if let Some(slot) = p_covid.get_mut(*k as usize) {
+                *slot = pred.probabilities.get(positive).copied();
+            }
+        }
+        done += group.len();
+        progress(done, chosen.len());
+    }
+    let probabilities: Vec<f32> = p_covid.iter().flatten().copied().collect();
+    let pooled = pool(&probabilities);
+    let rule = StudyRule::MaxSlice;
+    let slices = (0..volume.slices)
+        .map(|k| {
+            let i = k as usize;
+            SliceScore {
+                index: k,
+                z_mm: volume.slice_z_mm.get(i).copied().unwrap_or(f32::NAN),
+                lung_fraction: fractions.get(i).copied().unwrap_or(0.0),
+                lung_level: levels.get(i).copied().unwrap_or(false),
+                p_covid: p_covid.get(i).copied().flatten(),
+            }
+        })
+        .collect();
+    Ok(StudyScore {
+        study_score: pooled.map(|(max, top)| match rule {
+            StudyRule::MaxSlice => max,
+            StudyRule::TopKMean => top,
+        }),
+        rule,
+        max_slice: pooled.map(|p| p.0),
+        top_k_mean: pooled.map(|p| p.1),
+        k: TOP_K.min(probabilities.len()),
+        lung_range: chosen.first().zip(chosen.last()).map(|(&a, &b)| [a, b]),
+        classified: probabilities.len() as u32,
+        slices,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lung_level_is_relative_to_the_peak_with_a_floor() {
+        assert_eq!(lung_levels(&[0.0, 0.01, 0.05, 0.2, 0.3, 0.06, 0.0]), vec![false, false, false, true, true, false, false]);
+        // A small field of view: the peak is small, the floor still excludes empty slices.
+        assert_eq!(lung_levels(&[0.015, 0.03, 0.04]), vec![false, true, true]);
+        assert_eq!(lung_levels(&[0.0, 0.0]), vec![false, false]);
+    }
+
+    #[test]
+    fn pooling_takes_the_max_and_the_top_k_mean() {
+        let (max, top) = pool(&[0.1, 0.9, 0.2, 0.8, 0.3, 0.7, f32::NAN]).unwrap();
+        assert_eq!(max, 0.9);
+        assert!((top - (0.9 + 0.8 + 0.7 + 0.3 + 0.2) / 5.0).abs() < 1e-6);
+        assert_eq!(pool(&[0.4, 0.6]), Some((0.6, 0.5)));
+        assert_eq!(pool(&[]), None);
+    }
+}
