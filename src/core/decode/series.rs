@@ -210,22 +210,21 @@ fn stack(mut g: Vec<Pending>) -> Result<Series, Vec<SetAside>> {
     // Superior first: LPS +z is superior, so order by position along the normal pointing up.
     let up = if normal[2] >= 0.0 { normal } else { normal.map(|v| -v) };
     let positions: Vec<f64> = if positioned {
-        g.sort_by(|a, b| {
-            let d = |p: &Pending| p.geometry.image_position.map_or(0.0, |x| dot(x, up));
-            d(b).total_cmp(&d(a))
-        });
-        let mut kept: Vec<Pending> = Vec::with_capacity(g.len());
-        for p in g {
-            let d = p.geometry.image_position.map_or(0.0, |x| dot(x, up));
+        // Each slice's position along the normal, computed once; superior (larger) first.
+        let mut placed: Vec<(f64, Pending)> = g.into_iter().map(|p| (p.geometry.image_position.map_or(0.0, |x| dot(x, up)), p)).collect();
+        placed.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut kept: Vec<(f64, Pending)> = Vec::with_capacity(placed.len());
+        for (d, p) in placed {
             match kept.last() {
-                Some(q) if (q.geometry.image_position.map_or(0.0, |x| dot(x, up)) - d).abs() < 0.01 => {
+                Some((dq, q)) if (dq - d).abs() < 0.01 => {
                     problems.push(StackProblem::DuplicatePosition { kept: q.file.clone(), dropped: p.file.clone() });
                 }
-                _ => kept.push(p),
+                _ => kept.push((d, p)),
             }
         }
-        g = kept;
-        g.iter().map(|p| p.geometry.image_position.map_or(0.0, |x| dot(x, up))).collect()
+        let (positions, slices) = kept.into_iter().unzip();
+        g = slices;
+        positions
     } else {
         g.sort_by_key(|p| (p.geometry.instance_number.unwrap_or(i64::MAX), p.file.clone()));
         problems.push(StackProblem::NoPositions);

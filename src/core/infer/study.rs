@@ -115,6 +115,9 @@ pub async fn score_study(clf: &Classifier, volume: &Volume, batch: usize, mut pr
     let mut p_covid: Vec<Option<f32>> = vec![None; volume.slices as usize];
     let batch = batch.max(1);
     let mut done = 0;
+    // Lung-level slices are cut from the volume a second time here rather than kept from the
+    // measuring pass: which slices qualify is known only after every slice is measured, and
+    // keeping them as `f32` would cost the memory the `i16` volume exists to save.
     for group in chosen.chunks(batch) {
         let mut prepared = Vec::with_capacity(group.len());
         for &k in group {

@@ -215,13 +215,7 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
         let result = (|| -> Result<Classified, LabError> {
             let img = decode(&bytes, &decode_options(a.model))?;
             let (modality, gate_verdict) = route(&img, a.model, gate.as_ref())?;
-            let clf = match loaded.iter().position(|c| c.modality() == Some(modality)) {
-                Some(i) => &loaded[i],
-                None => {
-                    loaded.push(load_classifier(&a.weights, &manifest, modality.model(), &device)?);
-                    &loaded[loaded.len() - 1]
-                }
-            };
+            let clf = classifier(&a, &manifest, &device, &mut loaded, modality)?;
             if !clf.entry.is_evaluated() && warned.insert(modality) {
                 eprintln!(
                     "\n  !!! WARNING: the '{}' weights in {} carry NO evaluation. They are untrained or unvalidated;\n  !!! the probabilities below mean NOTHING. Do not read them as a result.\n",
@@ -319,10 +313,21 @@ fn ct_classifier<'a>(
     if let Some(m) = a.model.filter(|&m| m != Modality::Ct) {
         return Err(LabError::Usage(format!("a volume or a DICOM folder is read by the CT model, not --model {}", m.name())));
     }
-    Ok(match loaded.iter().position(|c| c.modality() == Some(Modality::Ct)) {
+    classifier(a, manifest, device, loaded, Modality::Ct)
+}
+
+/// The classifier of `modality`, loaded on first use and kept for the other files.
+fn classifier<'a>(
+    a: &Args,
+    manifest: &ctxr::model::Manifest,
+    device: &burn::tensor::Device,
+    loaded: &'a mut Vec<Classifier>,
+    modality: Modality,
+) -> Result<&'a Classifier, LabError> {
+    Ok(match loaded.iter().position(|c| c.modality() == Some(modality)) {
         Some(i) => &loaded[i],
         None => {
-            loaded.push(load_classifier(&a.weights, manifest, ModelId::Ct, device)?);
+            loaded.push(load_classifier(&a.weights, manifest, modality.model(), device)?);
             &loaded[loaded.len() - 1]
         }
     })
