@@ -1,5 +1,6 @@
 // batch.js — one job: the record of every file taken in this session. It owns the rows (one
-// per file: its status, model, decision, probabilities, gate reason or error, time), draws them
+// per file, or per CT study: its status, model, decision, probabilities, gate reason or error,
+// time), draws them
 // in the batch table with the progress line, exports them as CSV, and scores each folder of CT
 // slices (a series, one patient) by the maximum and mean of the slices' probability of the
 // model's positive class — the class named by the engine's decision rule, not by this page.
@@ -59,6 +60,23 @@ export function recordResult(row, r, ms) {
   row.seenSize = r.seen_size;
 }
 
+/** A CT study's score (`score`: the engine's StudyScore with `ms`), or why it failed (`e`). */
+export function recordStudy(row, score, e) {
+  if (!row) return;
+  if (e) {
+    recordError(row, e, 0);
+  } else {
+    row.status = 'ok';
+    row.model = 'ct';
+    row.ms = score.ms;
+    row.decision = score.study_score === null
+      ? 'study: no lung-level slice, not scored'
+      : `study score ${score.study_score.toFixed(3)} (max over ${score.classified} lung-level slices; top-${score.k} mean ${score.top_k_mean.toFixed(3)})`;
+  }
+  updateRow(row);
+  updateBatch();
+}
+
 export function recordError(row, e, ms) {
   row.ms = ms;
   row.status = 'error';
@@ -83,7 +101,7 @@ export function updateRow(row) {
   const fileCell = document.createElement('td');
   fileCell.append(open);
   const probs = row.probs ? row.classes.map((c, i) => `${c} ${pct(row.probs[i])}`).join(', ') : '';
-  const gate = row.status === 'error' ? `error: ${row.error.message}` : row.gate ? `${row.gate.accepted ? '' : row.gate.unsure ? 'asked: ' : 'refused: '}${row.gate.reason}` : row.status === 'ok' ? readAsWords(row) : row.status;
+  const gate = row.status === 'error' ? `error: ${row.error.message}` : row.gate ? `${row.gate.accepted ? '' : row.gate.unsure ? 'asked: ' : 'refused: '}${row.gate.reason}` : row.study && row.status === 'ok' ? 'a CT study: read by the CT model' : row.status === 'ok' ? readAsWords(row) : row.status;
   const trials = (row.trials || []).length ? ` (+ ${row.trials.length} teaching window trial${row.trials.length > 1 ? 's' : ''})` : '';
   const decision = row.decision ? `${row.decision}${trials}` : row.status === 'refused' ? 'refused' : row.status === 'asked' ? 'asked which model' : '';
   tr.replaceChildren(cell(String(row.n)), fileCell, cell(row.model || ''), cell(decision), cell(probs), cell(gate), cell(row.ms ? row.ms.toFixed(0) : ''));
@@ -120,7 +138,7 @@ function positiveClass(slices) {
 function seriesScore() {
   const groups = new Map();
   for (const r of batch.rows) {
-    if (r.status !== 'ok' || r.model !== 'ct' || !r.series) continue;
+    if (r.status !== 'ok' || r.model !== 'ct' || !r.series || r.study) continue;
     if (!groups.has(r.series)) groups.set(r.series, []);
     groups.get(r.series).push(r);
   }
@@ -177,7 +195,7 @@ function exportCsv() {
   const lines = [head.join(',')];
   for (const r of rows) {
     const p = classes.map((c) => (r.classes && r.classes.includes(c) ? r.probs[r.classes.indexOf(c)].toFixed(6) : ''));
-    const chosen = r.gate ? 'input gate' : r.readAs ? `you, this file (${r.readAs})` : r.status === 'ok' ? 'you, every file' : '';
+    const chosen = r.gate ? 'input gate' : r.study ? 'a CT study' : r.readAs ? `you, this file (${r.readAs})` : r.status === 'ok' ? 'you, every file' : '';
     // Teaching one-offs: the window and the answer, never the row's result.
     const trials = (r.trials || []).map((t) => `${t.window}: ${t.label} (${t.classes.map((c, i) => `${c} ${t.probabilities[i].toFixed(4)}`).join(' ')})`).join('; ');
     lines.push([r.name, r.series || '', r.status, r.model || '', r.decision || '', r.label || '', ...p, chosen, r.gate ? r.gate.reason : '', trials, r.error?.kind || '', r.error?.message || '', r.ms ? r.ms.toFixed(1) : ''].map(csvField).join(','));

@@ -19,6 +19,9 @@ const hooks = {
   heatmapOf: 0, // the `results` count of the result the last overlay belongs to
   displays: 0, // images re-drawn with another display window (window/level)
   done: 0, // batch files finished (classified, refused or failed)
+  studies: 0, // CT studies finished (scored, or failed to score)
+  studyViews: 0, // axial slices drawn in the study view
+  study: null, // the study shown: {name, slices, k, score, topKMean, classified, lungRange, ms, stripPoints, heatOf}
   sw: null, // 'ready' once the service worker controls the page (offline use)
 };
 

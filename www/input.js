@@ -1,16 +1,20 @@
 // input.js — one job: take the user's files and feed them to the engine one at a time. Files
 // come from a drop (files or whole folders), the two pickers, or a paste; each becomes a row of
 // the batch and waits in the queue, which is analysed strictly in order so only one file is in
-// memory at a time (a 300-slice folder must not be read at once). A file above the engine's
-// size limit (`page_constants().max_file_bytes`) is refused before it is read.
+// memory at a time (a 300-slice folder must not be read at once). A folder is first offered to
+// the engine as a CT series: its DICOM slices are stacked into studies (the study view), and
+// what is not part of a study becomes rows as single files. A NIfTI file opens as a study. A
+// file above the engine's size limit (`page_constants().max_file_bytes`) is refused before it
+// is read.
 import { call } from './rpc.js';
 import { pageState, setStatus } from './status.js';
 import { addRow, markWorking, recordError, recordResult, updateBatch, updateRow } from './batch.js';
 import { show, showError } from './viewer.js';
+import { presentStudies, showOpenStudy } from './study.js';
 
 const $ = (id) => document.getElementById(id);
 const input = {
-  queue: [], // rows waiting to be analysed
+  queue: [], // rows waiting to be analysed, and folders ({folder, files}) waiting to be opened
   running: false, // a file is being analysed (the queue or a reopened row)
   maxFileBytes: null, // the engine's byte budget; unknown until it has started
 };
@@ -27,6 +31,25 @@ export function enqueue(files) {
     input.queue.push(addRow(file, name));
   }
   updateBatch();
+  pump();
+}
+
+// A file's path inside its top folder, and that folder.
+const pathOf = (f) => f.webkitRelativePath || f.relPath || f.name;
+const topFolder = (f) => pathOf(f).split('/')[0];
+const inFolder = (f) => pathOf(f).split('/').slice(1).join('/');
+
+/** Files of one or more folders: each top folder is opened as a CT series; loose files are rows. */
+export function enqueueFolder(files) {
+  const folders = new Map();
+  const loose = [];
+  for (const f of files) {
+    if (!pathOf(f).includes('/')) { loose.push(f); continue; }
+    if (!folders.has(topFolder(f))) folders.set(topFolder(f), []);
+    folders.get(topFolder(f)).push(f);
+  }
+  for (const [folder, list] of folders) input.queue.push({ folder, files: list });
+  enqueue(loose);
   pump();
 }
 
@@ -63,7 +86,7 @@ export function setupInput() {
       const out = [];
       for (const en of entries) await walkEntry(en, '', out);
       out.sort((a, b) => a.relPath.localeCompare(b.relPath, undefined, { numeric: true }));
-      enqueue(out);
+      enqueueFolder(out);
     } else {
       enqueue(e.dataTransfer.files);
     }
@@ -75,7 +98,7 @@ export function setupInput() {
   $('files').addEventListener('change', (e) => { enqueue(e.target.files); e.target.value = ''; });
   $('folder').addEventListener('change', (e) => {
     const files = [...e.target.files].sort((a, b) => a.webkitRelativePath.localeCompare(b.webkitRelativePath, undefined, { numeric: true }));
-    enqueue(files);
+    enqueueFolder(files);
     e.target.value = '';
   });
   document.addEventListener('paste', (e) => {
@@ -90,9 +113,10 @@ export async function pump() {
   input.running = true;
   try {
     while (input.queue.length) {
-      const row = input.queue.shift();
+      const item = input.queue.shift();
       setStatus('busy');
-      await analyzeRow(row, true);
+      if (item.folder !== undefined) await openFolder(item);
+      else await analyzeRow(item, true);
       updateBatch();
     }
   } finally {
@@ -105,7 +129,53 @@ export async function pump() {
 export async function reopen(row) {
   if (input.running || row.status === 'queued') return;
   input.running = true;
-  try { await analyzeRow(row, false); } finally { input.running = false; pump(); }
+  try {
+    if (!row.study) await analyzeRow(row, false);
+    // A study still open in the engine is shown at once; an older one is opened and scored anew.
+    else if (!(await showOpenStudy(row))) await (row.study.folder !== undefined ? openFolder(row.study) : openVolume(row));
+  } finally { input.running = false; pump(); }
+}
+
+// A folder: the engine stacks its DICOM series into studies, which are shown and scored; the
+// files that are in no study (not DICOM, or a series of one or two images) are read as single
+// files, right after. A folder with no study at all is read file by file, as before.
+async function openFolder(job) {
+  const files = job.files.map((file) => ({ name: inFolder(file), file }));
+  let opened;
+  try {
+    opened = await call('open_folder', { folder: job.folder, files });
+  } catch (e) {
+    const row = job.rows?.[0] || addRow(null, job.folder);
+    recordError(row, e, 0);
+    updateRow(row);
+    showError(row, e);
+    return;
+  }
+  if (!opened.studies.length) {
+    input.queue.unshift(...job.files.map((f) => addRow(f, pathOf(f))));
+    return;
+  }
+  const byName = new Map(files.map((f) => [f.name, f.file]));
+  const fresh = !job.rows;
+  job.rows = job.rows || opened.studies.map((s) => {
+    const row = addRow(null, s.name);
+    row.study = job;
+    return row;
+  });
+  job.rows.forEach((row) => markWorking(row));
+  if (fresh) {
+    const singles = [...new Set(opened.single_images)].map((n) => byName.get(n)).filter(Boolean);
+    input.queue.unshift(...singles.map((f) => addRow(f, pathOf(f))));
+  }
+  await presentStudies(opened, job.rows);
+}
+
+// A volume file (NIfTI): its row becomes a study.
+async function openVolume(row) {
+  row.study = row.study || { file: row.file };
+  markWorking(row);
+  const opened = await call('open_volume', { name: row.name, file: row.file });
+  await presentStudies(opened, [row]);
 }
 
 /** Read one file again with `model` ('ct' | 'cxr') chosen for it alone; its row is updated. */
@@ -149,6 +219,10 @@ async function analyzeRow(row, record) {
     show(row, r);
   } catch (e) {
     if (row.cleared) return;
+    if (e && e.kind === 'is_volume') {
+      try { await openVolume(row); } catch (e2) { recordError(row, e2, performance.now() - t); showError(row, e2); updateRow(row); }
+      return;
+    }
     if (record) recordError(row, e, performance.now() - t);
     showError(row, e);
   }

@@ -8,7 +8,8 @@ import { call, startWorker, workerRequests } from './rpc.js';
 import { engineName, setStatus } from './status.js';
 import { clearQueue, configureInput, pump, readAs, reopen, rerun, setupInput } from './input.js';
 import { clearViewer, configureViewer, setupViewer, shownRow } from './viewer.js';
-import { configureBatch, setupBatch, updateRow } from './batch.js';
+import { configureBatch, recordStudy, setupBatch, updateRow } from './batch.js';
+import { clearStudy, configureStudy, setupStudy } from './study.js';
 import { renderModelCard } from './card.js';
 
 const $ = (id) => document.getElementById(id);
@@ -29,6 +30,7 @@ async function initEngine() {
     configureInput({ constants });
     configureViewer({ manifest: r.manifest, constants, version: r.version });
     configureBatch({ manifest: r.manifest });
+    configureStudy({ manifest: r.manifest, constants });
     const times = Object.entries(r.times || {}).map(([k, v]) => `${engineName(k)} ${v.toFixed(1)} ms`).join(', ');
     $('version').textContent = r.version;
     $('load').hidden = true;
@@ -108,11 +110,13 @@ select.addEventListener('change', (e) => {
 });
 setupInput();
 setupViewer({ onReadAs: readAs, onTrial: updateRow });
+setupStudy({ onScored: recordStudy });
 setupBatch({
   onOpen: reopen,
   onClear: (n) => {
     clearQueue();
     clearViewer();
+    clearStudy();
     $('cleared').textContent = `Cleared: ${n} file${n === 1 ? '' : 's'} and ${n === 1 ? 'its result' : 'their results'} removed from this page.`;
   },
 });

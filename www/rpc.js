@@ -12,6 +12,7 @@ const rpc = {
   requests: 0, // network requests the worker has made (it reports them with every reply)
   // Set by startWorker: progress of the model download, request count, re-initialise the engine.
   onProgress: () => {},
+  onStudy: () => {}, // progress of a study being read or scored: {stage, done, total}
   onRequests: () => {},
   onRestart: () => Promise.resolve(),
 };
@@ -21,6 +22,7 @@ function spawn() {
   w.onmessage = (ev) => {
     const m = ev.data;
     if (m.type === 'progress') return rpc.onProgress(m.got, m.total, m.model);
+    if (m.type === 'study') return rpc.onStudy(m);
     if (typeof m.requests === 'number') { rpc.requests = m.requests; rpc.onRequests(m.requests); }
     const p = rpc.pending.get(m.id);
     if (!p) return;
@@ -42,6 +44,11 @@ function spawn() {
 function rejectAll(err) {
   for (const p of rpc.pending.values()) p.reject(err);
   rpc.pending.clear();
+}
+
+/** Listen to study progress ({stage: 'reading' | 'scoring', done, total}). */
+export function onStudyProgress(f) {
+  rpc.onStudy = f;
 }
 
 /** Start a fresh worker, ending the current one (if any); the caller then sends `init`. */

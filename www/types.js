@@ -351,4 +351,99 @@
  * @property {Decision|null} decision
  */
 
+/**
+ * A CT volume as the engine holds it (its voxels stay in the engine): columns run from the
+ * patient's right to left, rows anterior to posterior, slices superior to inferior.
+ * @typedef {object} VolumeFacts
+ * @property {string} format
+ * @property {number} columns
+ * @property {number} rows
+ * @property {number} slices
+ * @property {number[]} spacing_mm
+ * @property {number[]} slice_z_mm
+ * @property {'oriented' | 'stored_order'} placement
+ * @property {string} intensity
+ * @property {number} scale
+ * @property {number} offset
+ * @property {boolean} quantised
+ * @property {number} replaced_non_finite
+ * @property {number} volumes_in_file
+ * @property {string} source
+ */
+
+/**
+ * What a DICOM folder said about one series (`OpenStudy.series`); each problem is
+ * `{kind: 'missing_slices' | 'irregular_spacing' | 'gantry_tilt' | 'duplicate_position' | 'no_positions', …}`.
+ * @typedef {object} SeriesFacts
+ * @property {string|null} study_instance_uid
+ * @property {string|null} series_instance_uid
+ * @property {number|null} series_number
+ * @property {string|null} description
+ * @property {number|null} slice_thickness_mm
+ * @property {number} files
+ * @property {object[]} problems
+ */
+
+/**
+ * A study open in the engine: a NIfTI volume or one series of a DICOM folder.
+ * @typedef {object} OpenStudy
+ * @property {string} name
+ * @property {SeriesFacts|null} series
+ * @property {VolumeFacts} volume
+ * @property {number[]} value_range
+ */
+
+/**
+ * A file of a folder in no series, and why.
+ * @typedef {object} SetAside
+ * @property {string} file
+ * @property {string} reason
+ * @property {boolean} not_dicom
+ */
+
+/**
+ * What opening a folder (`open_folder`) or a volume file (`open_volume`) gave.
+ * @typedef {object} Opened
+ * @property {OpenStudy[]} studies
+ * @property {SetAside[]} set_aside
+ * @property {string[]} single_images
+ */
+
+/**
+ * One axial slice of a scored study.
+ * @typedef {object} SliceScore
+ * @property {number} index
+ * @property {number} z_mm
+ * @property {number} lung_fraction
+ * @property {boolean} lung_level
+ * @property {number|null} p_covid
+ */
+
+/**
+ * A scored study (`score_study`; the worker adds `ms`).
+ * @typedef {object} StudyScore
+ * @property {number|null} study_score
+ * @property {'max_slice' | 'top_k_mean'} rule
+ * @property {number|null} max_slice
+ * @property {number|null} top_k_mean
+ * @property {number} k
+ * @property {number[]|null} lung_range
+ * @property {number} classified
+ * @property {SliceScore[]} slices
+ * @property {number} [ms]
+ */
+
+/**
+ * One plane of a study at display size (`display` arrives as a Uint8Array besides).
+ * @typedef {object} VolumeView
+ * @property {'axial' | 'coronal' | 'sagittal'} plane
+ * @property {number} index
+ * @property {number} count
+ * @property {Window} window
+ * @property {number} display_width
+ * @property {number} display_height
+ * @property {number} width_mm
+ * @property {number} height_mm
+ */
+
 export {};

@@ -107,6 +107,7 @@ export function showError(row, e) {
   m.className = 'message error';
   m.dataset.kind = e.kind || 'error';
   m.textContent = `Could not read this file: ${e.message || e}`;
+  $('study').hidden = true;
   hideResultParts();
   $('gate').textContent = '';
   $('timings').textContent = '';
@@ -144,6 +145,7 @@ function chosenBy(row, r) {
 export const shownRow = () => viewer.current?.row ?? null;
 
 export function show(row, r) {
+  $('study').hidden = true;
   viewer.current = { row, r };
   $('cleared').textContent = '';
   $('result').hidden = false;

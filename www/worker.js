@@ -1,6 +1,7 @@
 // worker.js — one job: run the model off the main thread. It fetches the manifest and the input
 // gate's weights (same origin, cached by the service worker), fetches a CT or X-ray model only
-// when the first image that needs it arrives, starts the wasm engine on the faster of
+// when the first image (or study) that needs it arrives, reads a folder's files itself one at
+// a time (so a 300-file series never sits in the page's memory), starts the wasm engine on the faster of
 // WebGPU and the CPU (measured, unless the page asks for one), and answers the page's
 // requests one at a time: {id, op, ...} → {id, ok, result | error}. Its `init` reply carries
 // the engine's page constants (file-size limit, window presets, colour maps), so the page
@@ -84,6 +85,17 @@ async function loadOnDemand(id) {
   engine.load_model(id, records[id]);
 }
 
+// Run an engine call; when it needs a model not loaded yet, fetch that model and run it again.
+async function withModel(run) {
+  try {
+    return await run();
+  } catch (e) {
+    if (!(e && e.kind === 'model_not_loaded' && e.model)) throw e;
+    await loadOnDemand(e.model);
+    return await run();
+  }
+}
+
 async function start(backend) {
   const e = await Engine.create(backend, manifest.text);
   for (const [id, bytes] of Object.entries(records)) e.load_model(id, bytes);
@@ -147,14 +159,43 @@ const ops = {
   },
   async analyze({ bytes, request }) {
     const input = new Uint8Array(bytes);
-    let r;
-    try {
-      r = await engine.analyze(input, request || {});
-    } catch (e) {
-      if (!(e && e.kind === 'model_not_loaded' && e.model)) throw e;
-      await loadOnDemand(e.model);
-      r = await engine.analyze(input, request || {});
+    const r = await withModel(() => engine.analyze(input, request || {}));
+    return [r, [r.display.buffer, r.seen.buffer]];
+  },
+  // A folder: every file read here, one at a time, into the engine's series builder.
+  // `files`: [{name, file}] (name: the path inside the folder). Resolves to the engine's
+  // {studies, set_aside, single_images}.
+  async open_folder({ folder, files }) {
+    engine.series_begin();
+    for (let i = 0; i < files.length; i++) {
+      if (i % 8 === 0) post({ type: 'study', stage: 'reading', done: i, total: files.length });
+      engine.series_add(files[i].name, new Uint8Array(await files[i].file.arrayBuffer()));
     }
+    return engine.series_finish(folder);
+  },
+  async open_volume({ name, file }) {
+    return engine.open_volume(name, new Uint8Array(await file.arrayBuffer()));
+  },
+  // Scored in steps (a few slices measured, or one batch classified), letting a request to
+  // show a slice in between (`view_volume` does not queue). `batch`: slices per forward pass;
+  // absent, the engine's choice for its backend.
+  async score_study({ index, batch }) {
+    const t0 = performance.now();
+    await withModel(async () => engine.study_begin(index, batch));
+    for (;;) {
+      const p = await engine.study_step();
+      post({ type: 'study', stage: p.stage, done: p.done, total: p.total });
+      if (p.stage === 'finished') break;
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    return { ...engine.study_finish(), ms: performance.now() - t0 };
+  },
+  async view_volume({ index, plane, k, window }) {
+    const v = engine.view_volume(index, plane, k, window);
+    return [v, [v.display.buffer]];
+  },
+  async analyze_slice({ index, k }) {
+    const r = await withModel(() => engine.analyze_slice(index, k));
     return [r, [r.display.buffer, r.seen.buffer]];
   },
   async redisplay({ window }) {
@@ -177,9 +218,13 @@ const ops = {
   },
 };
 
+// Answered at once, not after the queue: showing a slice while a study is scored, and the
+// memory figure (both only read the engine's state).
+const IMMEDIATE = new Set(['view_volume', 'memory']);
+
 self.onmessage = (ev) => {
   const { id, op, ...args } = ev.data || {};
-  queue = queue.then(async () => {
+  const run = async () => {
     try {
       if (!ops[op]) throw { kind: 'bad_request', message: `unknown operation ${op}` };
       if (op !== 'init' && !engine) throw { kind: 'not_ready', message: 'the models are not loaded yet' };
@@ -191,5 +236,7 @@ self.onmessage = (ev) => {
       const fatal = typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError;
       post({ id, ok: false, error: asError(e), fatal, requests: requestCount() });
     }
-  });
+  };
+  if (IMMEDIATE.has(op)) run();
+  else queue = queue.then(run);
 };

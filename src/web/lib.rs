@@ -1,8 +1,11 @@
 //! Web façade: the thin wasm-bindgen API that the page's Web Worker calls, and the only
 //! `cdylib` of the workspace. It only converts between JavaScript values and
 //! [`ctxr::infer::analysis`]: start a device (WebGPU or the `flex` CPU backend), load models
-//! from fetched bytes (SHA-256 checked), analyse file bytes, re-window, Grad-CAM and timings,
-//! and hand the page the constants it must not repeat (limits, window presets, colour maps).
+//! from fetched bytes (SHA-256 checked), analyse file bytes, re-window, Grad-CAM and timings;
+//! open CT studies (a NIfTI file, or a folder's DICOM series added file by file), score them
+//! in steps between which slices can be shown, and cut their axial, coronal and sagittal
+//! views; and hand the page the constants it must not repeat (limits, window presets, colour
+//! maps).
 //! Every error reaches JavaScript as `{kind, message}`; nothing a user supplies can panic
 //! here, and a panic elsewhere is logged by `console_error_panic_hook`. Native builds of the
 //! workspace compile this crate to nothing.
@@ -23,12 +26,14 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use ctxr::decode::Limits;
+use ctxr::decode::series::{SeriesBuilder, SetAside, StackProblem};
+use ctxr::decode::{Limits, Plane, decode_volume};
 use ctxr::explain::{Colormap, colormap};
 use ctxr::imaging::{WindowChoice, WindowPreset};
 use ctxr::infer::analysis::{Analysis, AnalyzeError, Current, DISPLAY_MAX_SIDE, Models, Request};
+use ctxr::infer::study::{self, MIN_STUDY_SLICES, OpenStudy, StudyScorer};
 use ctxr::model::device::{self, BackendKind};
-use ctxr::model::{Manifest, ModelId};
+use ctxr::model::{Manifest, Modality, ModelId, decode_options};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -100,6 +105,20 @@ pub fn page_constants() -> Result<JsValue, JsValue> {
 struct State {
     models: Models,
     current: Option<Current>,
+    /// The folder being read file by file (`series_add`), until `series_finish`.
+    builder: Option<SeriesBuilder>,
+    /// The studies last opened (a NIfTI file, or the series of one folder).
+    studies: Vec<OpenStudy>,
+}
+
+/// What opening a folder or a volume file gave: the studies (indices into the engine's list),
+/// the files set aside and why, and the names of those that are not part of any study and
+/// should be read as single images (non-DICOM files, series too short to be a study).
+#[derive(Serialize)]
+struct Opened<'a> {
+    studies: &'a [OpenStudy],
+    set_aside: Vec<SetAside>,
+    single_images: Vec<String>,
 }
 
 /// Models on one device plus the image last analysed. Calls are meant to be made one at a
@@ -107,6 +126,9 @@ struct State {
 #[wasm_bindgen]
 pub struct Engine {
     state: Rc<RefCell<State>>,
+    /// The study being scored step by step (its index in `State::studies`), apart from the
+    /// state so that slices can be shown between steps.
+    scoring: Rc<RefCell<Option<(usize, StudyScorer)>>>,
     backend: BackendKind,
 }
 
@@ -150,6 +172,15 @@ fn analysis_to_js(a: &Analysis) -> Result<JsValue, JsValue> {
     Ok(o)
 }
 
+impl Engine {
+    /// Drop a scoring in progress: the studies it refers to are being replaced.
+    fn stop_scoring(&self) {
+        if let Ok(mut s) = self.scoring.try_borrow_mut() {
+            *s = None;
+        }
+    }
+}
+
 #[wasm_bindgen]
 impl Engine {
     /// Start `backend` ("webgpu" or "cpu") with the manifest's JSON text. Resolves to an
@@ -162,7 +193,11 @@ impl Engine {
                 BackendKind::WebGpu => device::wgpu().await.map_err(|e| error("no_webgpu", &format!("WebGPU is not available: {e}")))?,
                 BackendKind::Cpu => device::cpu(),
             };
-            let engine = Engine { state: Rc::new(RefCell::new(State { models: Models::new(kind, device, manifest), current: None })), backend: kind };
+            let engine = Engine {
+                state: Rc::new(RefCell::new(State { models: Models::new(kind, device, manifest), current: None, builder: None, studies: Vec::new() })),
+                scoring: Rc::default(),
+                backend: kind,
+            };
             Ok(engine.into())
         })
     }
@@ -254,6 +289,135 @@ impl Engine {
             let o = to_js(&h)?;
             set_bytes(&o, "rgba", &h.rgba);
             Ok(o)
+        })
+    }
+
+    /// Start reading a folder (its earlier studies are closed).
+    pub fn series_begin(&self) -> Result<(), JsValue> {
+        let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
+        st.studies.clear();
+        self.stop_scoring();
+        st.builder = Some(SeriesBuilder::new(Limits::default().max_voxels));
+        Ok(())
+    }
+
+    /// Add one file of the folder (its path in the folder, its bytes). Returns whether it is
+    /// DICOM; anything else is left for the page to read as a single image.
+    pub fn series_add(&self, name: &str, bytes: &[u8]) -> Result<bool, JsValue> {
+        let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
+        let builder = st.builder.as_mut().ok_or_else(|| error("bad_request", "series_add before series_begin"))?;
+        Ok(builder.add_file(name, bytes, &decode_options(Some(Modality::Ct))))
+    }
+
+    /// Stack the folder's series: resolves to `{studies, set_aside, single_images}`, each
+    /// study `{name, series, volume, value_range}`; the studies stay open for viewing.
+    pub fn series_finish(&self, folder: &str) -> Result<JsValue, JsValue> {
+        let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
+        let set = st.builder.take().ok_or_else(|| error("bad_request", "series_finish before series_begin"))?.finish();
+        let mut single_images: Vec<String> = Vec::new();
+        let mut set_aside = Vec::new();
+        for s in set.set_aside {
+            // A file that is not DICOM is the page's to read as a single image.
+            if s.not_dicom {
+                single_images.push(s.file);
+            } else {
+                set_aside.push(s);
+            }
+        }
+        let (studies, short): (Vec<_>, Vec<_>) = set.series.into_iter().partition(|s| s.volume.slices >= MIN_STUDY_SLICES);
+        // A short series' files, and any duplicate left out of it, are single images.
+        for s in short {
+            let dropped = s.problems.iter().filter_map(|p| match p {
+                StackProblem::DuplicatePosition { dropped, .. } => Some(dropped.clone()),
+                _ => None,
+            });
+            let files: Vec<String> = s.files.iter().cloned().chain(dropped).collect();
+            single_images.extend(files.into_iter().map(|f| f.split('#').next().unwrap_or_default().to_string()));
+        }
+        single_images.dedup();
+        let numbered = studies.len() > 1;
+        st.studies = studies.into_iter().map(|s| OpenStudy::from_series(folder, s, numbered)).collect();
+        to_js(&Opened { studies: &st.studies, set_aside, single_images })
+    }
+
+    /// Open a volume file (NIfTI `.nii`/`.nii.gz`) as the one open study.
+    pub fn open_volume(&self, name: String, bytes: &[u8]) -> Result<JsValue, JsValue> {
+        let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
+        st.studies.clear();
+        self.stop_scoring();
+        st.builder = None;
+        let volume = decode_volume(bytes, &decode_options(Some(Modality::Ct))).map_err(|e| error(e.kind(), &e.to_string()))?;
+        st.studies = vec![OpenStudy::new(name, None, volume)];
+        to_js(&Opened { studies: &st.studies, set_aside: Vec::new(), single_images: Vec::new() })
+    }
+
+    /// Start scoring open study `index` with the CT model, `batch` slices per forward pass
+    /// (absent: [`study::batch_for`] the engine's backend). The worker then calls
+    /// `study_step` until it says `finished`, free to show slices between steps, and
+    /// `study_finish` for the score.
+    pub fn study_begin(&self, index: usize, batch: Option<usize>) -> Result<(), JsValue> {
+        let batch = batch.unwrap_or_else(|| study::batch_for(self.backend)).clamp(1, 64);
+        let st = self.state.try_borrow().map_err(|_| busy())?;
+        let mut scoring = self.scoring.try_borrow_mut().map_err(|_| busy())?;
+        let open = st.studies.get(index).ok_or_else(|| analyze_error(&AnalyzeError::NoStudy(index)))?;
+        let clf = st.models.classifier(ModelId::Ct).map_err(|e| analyze_error(&e))?;
+        let scorer = StudyScorer::new(clf, &open.volume, batch).map_err(|e| analyze_error(&e.into()))?;
+        *scoring = Some((index, scorer));
+        Ok(())
+    }
+
+    /// One step of the scoring begun by `study_begin`: resolves to `{stage: "measuring" |
+    /// "classifying" | "finished", done, total}`.
+    pub fn study_step(&self) -> Promise {
+        let (state, scoring) = (self.state.clone(), self.scoring.clone());
+        future_to_promise(async move {
+            // Shared: the page may show slices (`view_volume`) while a step awaits the device.
+            let st = state.try_borrow().map_err(|_| busy())?;
+            let mut scoring = scoring.try_borrow_mut().map_err(|_| busy())?;
+            let (index, scorer) = scoring.as_mut().ok_or_else(|| error("bad_request", "study_step before study_begin"))?;
+            let open = st.studies.get(*index).ok_or_else(|| analyze_error(&AnalyzeError::NoStudy(*index)))?;
+            let clf = st.models.classifier(ModelId::Ct).map_err(|e| analyze_error(&e))?;
+            let p = scorer.step(clf, &open.volume).await.map_err(|e| analyze_error(&e.into()))?;
+            to_js(&p)
+        })
+    }
+
+    /// The score of the study scored by `study_step` (the scorer is dropped).
+    pub fn study_finish(&self) -> Result<JsValue, JsValue> {
+        let st = self.state.try_borrow().map_err(|_| busy())?;
+        let (index, scorer) =
+            self.scoring.try_borrow_mut().map_err(|_| busy())?.take().ok_or_else(|| error("bad_request", "study_finish before study_begin"))?;
+        let open = st.studies.get(index).ok_or_else(|| analyze_error(&AnalyzeError::NoStudy(index)))?;
+        to_js(&scorer.finish(&open.volume))
+    }
+
+    /// Image `k` of `plane` ("axial", "coronal", "sagittal") of open study `index` through
+    /// `window`, for viewing: `{plane, index, count, window, display_width, display_height,
+    /// width_mm, height_mm, display: Uint8Array}`.
+    pub fn view_volume(&self, index: usize, plane: JsValue, k: u32, window: JsValue) -> Result<JsValue, JsValue> {
+        let plane: Plane = serde_wasm_bindgen::from_value(plane).map_err(|e| error("bad_request", &e.to_string()))?;
+        let w: WindowChoice = serde_wasm_bindgen::from_value(window).map_err(|e| error("bad_request", &e.to_string()))?;
+        let st = self.state.try_borrow().map_err(|_| busy())?;
+        let study = st.studies.get(index).ok_or_else(|| analyze_error(&AnalyzeError::NoStudy(index)))?;
+        let v = st.models.view_volume(&study.volume, plane, k, w).map_err(|e| analyze_error(&e))?;
+        let o = to_js(&v)?;
+        set_bytes(&o, "display", &v.display);
+        Ok(o)
+    }
+
+    /// Axial slice `k` of open study `index` read by the CT model as a single image; it
+    /// becomes the current image, so `explain` draws its Grad-CAM. Resolves to the analysis.
+    pub fn analyze_slice(&self, index: usize, k: u32) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            // Shared while the model runs, so that slices can still be shown meanwhile.
+            let (a, cur) = {
+                let st = state.try_borrow().map_err(|_| busy())?;
+                let study = st.studies.get(index).ok_or_else(|| analyze_error(&AnalyzeError::NoStudy(index)))?;
+                st.models.analyze_slice(&study.volume, k).await.map_err(|e| analyze_error(&e))?
+            };
+            state.try_borrow_mut().map_err(|_| busy())?.current = Some(cur);
+            analysis_to_js(&a)
         })
     }
 

@@ -16,7 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { serve } from './server.mjs';
-import { phantomHu, syntheticFiles, syntheticSeries, tiff16 } from './synthetic.mjs';
+import { dicomStudyFolder, niftiGz, phantomHu, phantomStudy, syntheticFiles, syntheticSeries, tiff16 } from './synthetic.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const www = join(root, 'www');
@@ -227,6 +227,12 @@ async function corpusCheck(page, requests) {
   const growth = [];
   for (const e of expected) {
     const m0 = await memory();
+    if (e.outcome === 'volume') {
+      // A valid volume opens as a study of its size and is scored.
+      const s = await dropStudy(page, buf(e.file));
+      if (s.study && s.study.slices === e.slices && s.shown) good++; else bad.push(`${e.file}: expected a study of ${e.slices} slices, got ${JSON.stringify(s)}`);
+      continue;
+    }
     const r = await dropFile(page, buf(e.file));
     const grew = (await memory()) - m0;
     if (grew > 0) growth.push(`${e.file} +${(grew / 2 ** 20).toFixed(0)} MB`);
@@ -242,7 +248,8 @@ async function corpusCheck(page, requests) {
     }
   }
   const nErr = expected.filter((e) => e.outcome === 'error').length;
-  check(good === expected.length, `hostile corpus: ${good}/${expected.length} files gave their expected outcome (${nErr} typed errors in plain words, ${expected.length - nErr} images classified or refused)`, bad.join(' | '));
+  const nVol = expected.filter((e) => e.outcome === 'volume').length;
+  check(good === expected.length, `hostile corpus: ${good}/${expected.length} files gave their expected outcome (${nErr} typed errors in plain words, ${nVol} volumes opened as studies, ${expected.length - nErr - nVol} images classified or refused)`, bad.join(' | '));
   const memEnd = await memory();
   console.log(`  wasm memory over the corpus: ${(memStart / 2 ** 20).toFixed(0)} → ${(memEnd / 2 ** 20).toFixed(0)} MB; grew on: ${growth.join(', ') || 'none'}`);
   // Budgets are enforced before allocation: no corpus file (bombs, lying lengths) may make the
@@ -274,6 +281,15 @@ async function dropFile(page, f) {
   dropped.set(page, (dropped.get(page) || 0) + 1);
   await page.waitForFunction((n) => globalThis.ctxrHooks.results > n, before, { timeout: 120000 });
   return current(page);
+}
+
+// Drop one volume file (or a folder, with `folder`) and wait until its studies are scored.
+async function dropStudy(page, f, { folder = false, studies = 1 } = {}) {
+  const before = await hook(page, 'studies');
+  await page.setInputFiles(folder ? '#folder' : '#files', f);
+  dropped.set(page, (dropped.get(page) || 0) + studies);
+  await page.waitForFunction((n) => globalThis.ctxrHooks.studies >= n, before + studies, { timeout: 300000 });
+  return page.evaluate(() => ({ study: globalThis.ctxrHooks.study, shown: !document.getElementById('study').hidden }));
 }
 
 // The model for every file ('auto': the gate decides per file). A new choice re-runs the file on
@@ -516,6 +532,149 @@ async function bigFolderCheck(page, numbers) {
   check(memAfter.wasm_bytes - memBefore.wasm_bytes < 64 * 2 ** 20, `300-slice folder read one file at a time: wasm memory ${mb(memBefore.wasm_bytes)} → ${mb(memAfter.wasm_bytes)} MB for 150 MB of files`);
 }
 
+// The study on screen, and whether its view, reformats and strip plot are drawn.
+function studyState(page) {
+  return page.evaluate(() => {
+    // The spread of grey levels drawn (0: blank or uniform).
+    const lit = (id) => {
+      const c = document.getElementById(id);
+      if (!c.width || !c.height) return 0;
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let sum = 0;
+      let sq = 0;
+      for (let i = 0; i < d.length; i += 4) { sum += d[i]; sq += d[i] * d[i]; }
+      const n = d.length / 4;
+      return Math.sqrt(Math.max(0, sq / n - (sum / n) ** 2));
+    };
+    const h = globalThis.ctxrHooks;
+    return {
+      ...h.study, views: h.studyViews, heatmaps: h.heatmaps, shown: !document.getElementById('study').hidden,
+      axial: lit('study-axial'), coronal: lit('study-coronal'), sagittal: lit('study-sagittal'),
+      top: document.querySelectorAll('#study-top button').length,
+      aside: document.getElementById('study-aside').textContent, text: document.getElementById('study-score-text').textContent,
+    };
+  });
+}
+
+async function waitSlice(page, k) {
+  await page.waitForFunction((want) => globalThis.ctxrHooks.study?.k === want, k, { timeout: 60000 });
+}
+
+// CT studies: a generated NIfTI volume (.nii.gz) and a generated DICOM series folder (with a
+// localiser, file names in no anatomical order) open in the study view, are scored on their
+// lung-level slices, and the viewer scrolls (keys, wheel, slider, strip plot, reformats),
+// draws its strip plot and a Grad-CAM on demand, with no request made.
+async function studyCheck(page, requests, numbers) {
+  const size = 256;
+  const slices = 60;
+  const [lungFrom, lungTo] = [12, 47];
+  const nii = niftiGz(size, slices, phantomStudy(size, slices, lungFrom, lungTo));
+  const nReq = requests.length;
+  const mem0 = (await page.evaluate(() => globalThis.ctxrHooks.call('memory'))).wasm_bytes;
+  const t0 = Date.now();
+  let s = await dropStudy(page, { name: 'phantom-study.nii.gz', mimeType: 'application/gzip', buffer: nii });
+  numbers.study_nifti_open_and_score_ms = Date.now() - t0;
+  s = { ...s, ...(await studyState(page)) };
+  const ok = s.shown && s.slices === slices && s.score !== null && s.score >= 0 && s.score <= 1 && s.classified > 0;
+  check(ok, `a .nii.gz opens as a study of ${slices} slices and is scored (score ${s.score?.toFixed(3)}, ${s.classified} slices classified, lung-level ${s.lungRange?.join('–')})`, JSON.stringify(s));
+  check(s.lungRange && s.lungRange[0] >= lungFrom && s.lungRange[1] <= lungTo && s.classified <= lungTo - lungFrom + 1,
+    `only slices through the lungs are classified (lungs on ${lungFrom}–${lungTo}; classified ${s.lungRange?.join('–')})`, JSON.stringify(s.lungRange));
+  check(s.stripPoints === s.classified && s.top === Math.min(5, s.classified), `the strip plot draws every classified slice (${s.stripPoints}) and the top slices are listed (${s.top})`);
+  check(s.axial > 10 && s.coronal > 10 && s.sagittal > 10, `axial, coronal and sagittal views are drawn (grey-level spread ${[s.axial, s.coronal, s.sagittal].map((x) => x.toFixed(0)).join(', ')})`);
+  numbers.study_slices_per_s = Number((s.classified / (s.ms / 1000)).toFixed(1));
+  // Scrolling: keys, wheel, slider, a click on the strip plot and on a reformat.
+  const k0 = s.k;
+  await page.focus('#study-axial');
+  for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowDown');
+  await waitSlice(page, k0 + 3);
+  await page.keyboard.press('Home');
+  await waitSlice(page, 0);
+  const box = await page.locator('#study-axial').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, 100);
+  await waitSlice(page, 1);
+  await page.evaluate(() => { const r = document.getElementById('study-slice'); r.value = '30'; r.dispatchEvent(new Event('input', { bubbles: true })); });
+  await waitSlice(page, 30);
+  // A click at a position inside the element (Playwright scrolls it into view first).
+  const clickAt = async (id, fx, fy) => {
+    const el = page.locator(id);
+    await el.scrollIntoViewIfNeeded();
+    const b = await el.boundingBox();
+    await el.click({ position: { x: b.width * fx, y: b.height * fy } });
+  };
+  await clickAt('#study-strip', (50 + 0.5) / slices, 0.5);
+  await waitSlice(page, 50);
+  await clickAt('#study-coronal', 0.5, (20 + 0.5) / slices);
+  await waitSlice(page, 20);
+  check(true, 'the viewer scrolls with the arrow keys, Home, the wheel, the slider, a click on the strip plot and on the coronal reformat');
+  // Grad-CAM of the shown slice, on demand.
+  const before = (await studyState(page)).heatmaps;
+  await page.click('#study-explain');
+  await page.waitForFunction((n) => globalThis.ctxrHooks.heatmaps > n && globalThis.ctxrHooks.study?.heatOf === 20, before, { timeout: 120000 });
+  const cam = await page.evaluate(() => document.getElementById('study-explain-text').textContent);
+  mkdirSync(out, { recursive: true });
+  const backend = await hook(page, 'backend');
+  await page.locator('#study').screenshot({ path: join(out, `study-${backend}.png`) });
+  // The README's picture of the study view (a generated phantom, so the same on every clone).
+  if (backend === 'cpu') await page.locator('#study').screenshot({ path: join(root, 'docs', 'study.png') });
+  check(/^Slice 21 read alone: P\(\w+\) [01]\.\d{3}\. Grad-CAM/.test(cam), `Grad-CAM of the shown slice on demand: "${cam.slice(0, 60)}…"`, cam);
+  // A DICOM series folder with a localiser.
+  const dir = mkdtempSync(join(tmpdir(), 'ctxr-dicom-study-'));
+  const series = join(dir, 'phantom-series');
+  mkdirSync(series);
+  const n = dicomStudyFolder(series, 192, 40, 8, 31);
+  try {
+    const d = { ...(await dropStudy(page, series, { folder: true })), ...(await studyState(page)) };
+    check(d.shown && d.slices === n && d.score !== null && d.lungRange && d.lungRange[0] >= 8 && d.lungRange[1] <= 31,
+      `a DICOM series folder (shuffled names) opens as a study of ${n} slices, scored on slices ${d.lungRange?.join('–')} (score ${d.score?.toFixed(3)})`, JSON.stringify(d));
+    check(/1 file set aside: SCOUT0001 \(a localiser/.test(d.aside), `its localiser is set aside and said so ("${d.aside}")`, d.aside);
+    // Slices per forward pass: the same study scored again at each batch size (the page uses 16).
+    const rates = [];
+    for (const batch of [1, 4, 16, 32]) {
+      const r = await page.evaluate((b) => globalThis.ctxrHooks.call('score_study', { index: 0, batch: b }), batch);
+      rates.push(`${batch}: ${(r.classified / (r.ms / 1000)).toFixed(1)}`);
+      numbers[`study_slices_per_s_batch_${batch}`] = Number((r.classified / (r.ms / 1000)).toFixed(1));
+      check(r.study_score !== null && Math.abs(r.study_score - d.score) < 1e-4, `batch ${batch} gives the same study score (${r.study_score?.toFixed(4)})`, JSON.stringify(r.study_score));
+    }
+    console.log(`  slices/s by batch size (192², lung measure included): ${rates.join(', ')}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const mem1 = (await page.evaluate(() => globalThis.ctxrHooks.call('memory'))).wasm_bytes;
+  check(requests.length === nReq, `no request while opening, scoring, scrolling and explaining studies (${requests.length - nReq})`, requests.slice(nReq).map((r) => r.url).join(' '));
+  console.log(`  study of ${slices} slices (${size}²): opened and scored in ${(numbers.study_nifti_open_and_score_ms / 1000).toFixed(1)} s, ${numbers.study_slices_per_s} slices/s; wasm memory ${(mem0 / 2 ** 20).toFixed(0)} → ${(mem1 / 2 ** 20).toFixed(0)} MB`);
+}
+
+// A big 512² study (as a .nii.gz): time to its score, slices/s and the module's memory, which
+// must stay under 600 MB for a 600-slice study (one i16 volume, never an f32 copy per slice);
+// the viewer must scroll while it is being scored.
+async function bigStudyCheck(page, numbers, slices) {
+  const size = 512;
+  const nii = niftiGz(size, slices, phantomStudy(size, slices, Math.round(slices * 0.13), Math.round(slices * 0.86)));
+  const t0 = Date.now();
+  const before = await hook(page, 'studies');
+  await page.setInputFiles('#files', { name: `study-${slices}.nii.gz`, mimeType: 'application/gzip', buffer: nii });
+  dropped.set(page, (dropped.get(page) || 0) + 1);
+  // The viewer scrolls while the study is being scored (the worker shows slices between steps).
+  await page.waitForFunction(() => /^Scoring: \d+ of/.test(document.getElementById('study-progress').textContent) && globalThis.ctxrHooks.study, null, { timeout: 300000 });
+  const k = (await hook(page, 'study')).k;
+  await page.focus('#study-axial');
+  await page.keyboard.press('ArrowDown');
+  await page.waitForFunction((want) => globalThis.ctxrHooks.study?.k === want, k + 1, { timeout: 60000 });
+  const during = await page.evaluate(() => ({ score: globalThis.ctxrHooks.study.score, progress: document.getElementById('study-progress').textContent }));
+  check(during.score === null, `${slices}-slice study: the viewer scrolls while it is being scored (slice ${k + 1} → ${k + 2} during "${during.progress}")`, JSON.stringify(during));
+  await page.waitForFunction((n) => globalThis.ctxrHooks.studies > n, before, { timeout: 600000 });
+  const s = await studyState(page);
+  const mem = (await page.evaluate(() => globalThis.ctxrHooks.call('memory'))).wasm_bytes;
+  const key = `study_${slices}`;
+  numbers[`${key}_to_score_s`] = (Date.now() - t0) / 1000;
+  numbers[`${key}_slices_per_s`] = Number((s.classified / (s.ms / 1000)).toFixed(1));
+  numbers[`${key}_wasm_mb`] = Number((mem / 2 ** 20).toFixed(0));
+  console.log(`  ${slices}-slice 512² study (${(nii.length / 2 ** 20).toFixed(1)} MB .nii.gz, ${(size * size * slices * 2 / 2 ** 20).toFixed(0)} MB of voxels): score after ${numbers[`${key}_to_score_s`].toFixed(1)} s; ${s.classified} slices classified at ${numbers[`${key}_slices_per_s`]} slices/s (lung measure included); wasm memory ${numbers[`${key}_wasm_mb`]} MB`);
+  check(s.slices === slices && s.score !== null, `a ${slices}-slice 512² study is scored (${s.classified} lung-level slices)`, JSON.stringify(s));
+  check(mem < 600 * 2 ** 20, `${slices}-slice study: the module's memory stays under 600 MB (${numbers[`${key}_wasm_mb`]} MB)`);
+}
+
 function sizes() {
   const wasm = readFileSync(join(www, 'pkg', 'ctxr_bg.wasm'));
   const js = readFileSync(join(www, 'pkg', 'ctxr.js'));
@@ -628,6 +787,10 @@ async function runBackend(backend, origin) {
     const folderRows = await seriesCheck(page, requests);
     await exportCsv(page, dropped.get(page) + folderRows);
     await axeCheck(page, 'a result with its heatmap, the table and the model card');
+    await studyCheck(page, requests, numbers);
+    await axeCheck(page, 'the CT study view');
+    await bigStudyCheck(page, numbers, 300);
+    if (backend === 'cpu') await bigStudyCheck(page, numbers, 600);
     if (backend === 'cpu') {
       await corpusCheck(page, requests);
       await bigFolderCheck(page, numbers);
@@ -699,7 +862,7 @@ function staticChecks() {
 // The page is small ES modules (www/*.js), each opening with a comment on its one job: index.html
 // loads main.js as its only entry, the service worker precaches every module, and the server
 // serves each as JavaScript.
-const PAGE_MODULES = ['main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'card.js', 'worker.js'];
+const PAGE_MODULES = ['main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'study.js', 'card.js', 'worker.js'];
 async function moduleChecks(origin) {
   console.log('\n# page modules');
   const html = readFileSync(join(www, 'index.html'), 'utf8');
@@ -746,8 +909,12 @@ try {
   await moduleChecks(url);
   const s = sizes();
   console.log(`sizes: wasm ${s.wasm} B (gzip ${s.wasm_gzip}), glue JS ${s.glue_js} B, weights ${s.weights} B (gzip ${s.weights_gzip})`);
-  for (const backend of ['webgpu', 'cpu']) results.push({ ...(await runBackend(backend, url)), ...s });
-  await forcedWebgpuCheck(url, cases().find((c) => c.heatmap));
+  // CTXR_E2E_BACKENDS=cpu (or webgpu) runs one backend while developing; CI
+  // (CTXR_REQUIRE_DATA=1) always runs both.
+  const wanted = process.env.CTXR_REQUIRE_DATA ? '' : process.env.CTXR_E2E_BACKENDS;
+  const backends = (wanted || 'webgpu,cpu').split(',');
+  for (const backend of backends) results.push({ ...(await runBackend(backend, url)), ...s });
+  if (backends.length === 2) await forcedWebgpuCheck(url, cases().find((c) => c.heatmap));
 } finally {
   await close();
 }

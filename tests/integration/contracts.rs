@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ctxr::decode::{Plane, decode_volume};
 use ctxr::explain::Colormap;
 use ctxr::imaging::WindowChoice;
 use ctxr::infer::Request;
+use ctxr::infer::study::OpenStudy;
 use serde_json::Value;
 
 use super::common::{committed_manifest, committed_models, repo_root};
@@ -181,5 +183,60 @@ fn the_engine_results_match_the_page_typedefs() {
     let tv = serde_json::to_value(&t).expect("trial as JSON");
     check(&defs, "WindowTrial", &tv, &mut problems);
     check(&defs, "Prediction", &tv["prediction"], &mut problems);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_study_results_match_the_page_typedefs() {
+    let defs = typedefs();
+    let m = committed_models();
+    let bytes = std::fs::read(repo_root().join("tests/nifti/las-int16-inter.nii.gz")).expect("a reference volume");
+    let volume = decode_volume(&bytes, &Default::default()).expect("the reference volume decodes");
+    let study = OpenStudy::new("las-int16-inter.nii.gz".into(), None, volume);
+    let mut problems = Vec::new();
+    let sv = serde_json::to_value(&study).expect("study as JSON");
+    check(&defs, "OpenStudy", &sv, &mut problems);
+    check(&defs, "VolumeFacts", &sv["volume"], &mut problems);
+    let score = pollster::block_on(m.score_study(&study.volume, 4, |_| {})).expect("the study is scored");
+    let scv = serde_json::to_value(&score).expect("score as JSON");
+    check(&defs, "StudyScore", &scv, &mut problems);
+    for s in scv["slices"].as_array().expect("slices") {
+        check(&defs, "SliceScore", s, &mut problems);
+    }
+    for plane in [Plane::Axial, Plane::Coronal, Plane::Sagittal] {
+        let v = m.view_volume(&study.volume, plane, 1, WindowChoice::Auto).expect("a view");
+        check(&defs, "VolumeView", &serde_json::to_value(&v).expect("view as JSON"), &mut problems);
+    }
+    let (a, cur) = pollster::block_on(m.analyze_slice(&study.volume, 5)).expect("a slice read alone");
+    check(&defs, "Analysis", &serde_json::to_value(&a).expect("analysis as JSON"), &mut problems);
+    let h = pollster::block_on(m.explain(&cur, 1, 4, Colormap::Viridis)).expect("its heatmap");
+    assert_eq!((h.width, h.height), (a.display_width, a.display_height), "the heatmap covers the slice as displayed");
+    // A DICOM series' facts and a file set aside.
+    let mut b = ctxr::decode::series::SeriesBuilder::new(1 << 30);
+    let hu = vec![-1000i16; 16 * 16];
+    for k in 0..3 {
+        let slice = ctxr_lab::corpus::ct_series_slice(&ctxr_lab::corpus::SeriesSlice {
+            study_uid: "1.2.3",
+            series_uid: "1.2.3.4",
+            series_number: 4,
+            instance: k + 1,
+            position: [0.0, 0.0, -2.5 * f64::from(k)],
+            orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            spacing: [0.7, 0.7],
+            thickness: 2.5,
+            image_type: "ORIGINAL\\PRIMARY\\AXIAL",
+            width: 16,
+            height: 16,
+            hu: &hu,
+        });
+        b.add_file(&format!("IM{k}"), &slice, &Default::default());
+    }
+    b.add_file("notes.txt", b"text", &Default::default());
+    let set = b.finish();
+    let (facts, _) = set.series.into_iter().next().expect("one series").into_parts();
+    check(&defs, "SeriesFacts", &serde_json::to_value(&facts).expect("facts as JSON"), &mut problems);
+    for a in &set.set_aside {
+        check(&defs, "SetAside", &serde_json::to_value(a).expect("set aside as JSON"), &mut problems);
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

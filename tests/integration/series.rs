@@ -9,7 +9,7 @@ use super::common;
 use ctxr::decode::series::{SeriesBuilder, SeriesSet, StackProblem};
 use ctxr::decode::{DecodeOptions, Intensity, Limits, Placement, decode, decode_volume};
 use ctxr::infer::Classifier;
-use ctxr::infer::study::score_study;
+use ctxr::infer::study::{Stage, score_study};
 use ctxr::model::{ModelId, device};
 use ctxr_lab::corpus::{SeriesSlice, ct_series_slice, nifti_i16, phantom_hu};
 
@@ -82,10 +82,7 @@ fn stack(mut files: Vec<(String, Vec<u8>)>) -> SeriesSet {
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut b = SeriesBuilder::new(Limits::default().max_voxels);
     for (name, bytes) in &files {
-        match decode(bytes, &DecodeOptions::default()) {
-            Ok(img) => b.add(name.clone(), &img),
-            Err(e) => b.set_aside(name.clone(), e.to_string()),
-        }
+        b.add_file(name, bytes, &DecodeOptions::default());
     }
     b.finish()
 }
@@ -119,12 +116,18 @@ fn a_dicom_folder_stacks_into_series_with_problems_reported() {
     files.extend(series("1.2.3.4", 4, &all, false, 0.27)); // tan 15° ≈ 0.268
     files.extend(series("1.2.3.5", 5, &[0, 1, 2, 4, 5, 6], false, 0.0));
     files.push(("notes.txt".into(), b"not an image at all\n".to_vec()));
+    // A CD's index: named, never stacked.
+    files.push(("DICOMDIR".into(), [vec![0u8; 128], b"DICM".to_vec()].concat()));
     let set = stack(files);
 
     let reasons: Vec<String> = set.set_aside.iter().map(|s| format!("{}: {}", s.file, s.reason)).collect();
-    assert_eq!(set.set_aside.len(), 2, "{reasons:?}");
+    assert_eq!(set.set_aside.len(), 3, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("DICOMDIR: the folder's DICOMDIR index")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("scout: a localiser")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("notes.txt:")), "{reasons:?}");
+    // Only the text file is "not DICOM" (a front end reads such files as single images).
+    let not_dicom: Vec<&str> = set.set_aside.iter().filter(|s| s.not_dicom).map(|s| s.file.as_str()).collect();
+    assert_eq!(not_dicom, ["notes.txt"]);
     assert_eq!(set.series.len(), 5, "five series");
     let by = |n: i64| set.series.iter().find(|s| s.series_number == Some(n)).expect("series");
 
@@ -209,13 +212,13 @@ fn the_same_volume_as_nifti_and_as_dicom_is_the_same_study() {
     let record = std::fs::read(common::weights_dir().join(&entry.record)).unwrap();
     let clf = Classifier::load(entry, &record, device::cpu()).unwrap();
     let mut calls = Vec::new();
-    let a = pollster::block_on(score_study(&clf, dicom, 4, |done, total| calls.push((done, total)))).unwrap();
-    let b = pollster::block_on(score_study(&clf, &nifti, 16, |_, _| {})).unwrap();
+    let a = pollster::block_on(score_study(&clf, dicom, 4, |p| calls.push((p.stage, p.done, p.total)))).unwrap();
+    let b = pollster::block_on(score_study(&clf, &nifti, 16, |_| {})).unwrap();
     let levels = |s: &ctxr::infer::study::StudyScore| s.slices.iter().map(|r| r.lung_level).collect::<Vec<_>>();
     assert_eq!(levels(&a), (0..Z).map(|k| (2..=9).contains(&k)).collect::<Vec<_>>(), "lung-level slices are the ones with lungs: {:?}", a.slices);
     assert_eq!(levels(&a), levels(&b));
     assert_eq!(a.lung_range, Some([2, 9]));
-    assert_eq!(calls, vec![(4, 8), (8, 8)], "progress after each batch of 4");
+    assert_eq!(calls, vec![(Stage::Measuring, 12, 12), (Stage::Classifying, 4, 8), (Stage::Finished, 8, 8)], "progress after each step");
     for (x, y) in a.slices.iter().zip(&b.slices) {
         assert_eq!(x.p_covid.is_some(), x.lung_level);
         if let (Some(p), Some(q)) = (x.p_covid, y.p_covid) {

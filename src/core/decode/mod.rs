@@ -15,7 +15,7 @@ mod volume;
 
 pub use dicom::{DicomMeta, SliceGeometry, StoredFrame, dicom_stored_frame};
 pub use sniff::{Format, Unrecognised, sniff};
-pub use volume::{Placement, Volume};
+pub use volume::{Placement, Plane, Volume};
 
 use std::sync::Arc;
 

@@ -15,13 +15,16 @@
 use serde::Serialize;
 
 use super::volume::{Placement, Volume};
-use super::{Format, Intensity, MedImage, SliceGeometry};
+use super::{DecodeOptions, Format, Intensity, MedImage, SliceGeometry, Unrecognised, for_each_frame, sniff};
 
 /// Why a file is not in any stacked series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SetAside {
     pub file: String,
     pub reason: String,
+    /// The file is not DICOM at all (a PNG slice, a text file): a front end may read it as a
+    /// single image instead.
+    pub not_dicom: bool,
 }
 
 /// What is irregular about a stacked series.
@@ -53,6 +56,35 @@ pub struct Series {
     pub files: Vec<String>,
     pub problems: Vec<StackProblem>,
     pub volume: Volume,
+}
+
+/// What a reader is told about a series beside its volume: which one it is, how many files
+/// made it, and what is irregular about it (the CLI's JSON and the page's series list).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesFacts {
+    pub study_instance_uid: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub series_number: Option<i64>,
+    pub description: Option<String>,
+    pub slice_thickness_mm: Option<f64>,
+    pub files: usize,
+    pub problems: Vec<StackProblem>,
+}
+
+impl Series {
+    /// The series' facts, and its volume (taken out, not copied).
+    pub fn into_parts(self) -> (SeriesFacts, Volume) {
+        let facts = SeriesFacts {
+            study_instance_uid: self.study_instance_uid,
+            series_instance_uid: self.series_instance_uid,
+            series_number: self.series_number,
+            description: self.description,
+            slice_thickness_mm: self.slice_thickness_mm,
+            files: self.files.len(),
+            problems: self.problems,
+        };
+        (facts, self.volume)
+    }
 }
 
 /// The outcome of a folder: its series and the files set aside.
@@ -96,7 +128,7 @@ impl SeriesBuilder {
         let dropped: u64 = self.pending.iter().filter(|p| frame_of(p)).map(|p| u64::from(p.width) * u64::from(p.height)).sum();
         self.pending.retain(|p| !frame_of(p));
         self.voxels = self.voxels.saturating_sub(dropped);
-        self.set_aside.push(SetAside { file, reason: reason.into() });
+        self.set_aside.push(SetAside { file, reason: reason.into(), not_dicom: false });
     }
 
     /// Add one decoded image of a folder (each frame of a multi-frame file separately, see
@@ -136,6 +168,44 @@ impl SeriesBuilder {
             rounded,
             intensity: img.intensity,
         });
+    }
+
+    fn set_aside_not_dicom(&mut self, file: &str, reason: String) {
+        self.set_aside.push(SetAside { file: file.to_string(), reason, not_dicom: true });
+    }
+
+    /// Add every frame of one file of a folder, or set the file aside with the reason it
+    /// cannot be stacked. Returns whether the file is DICOM: anything else (a PNG slice, a
+    /// text file) is set aside after sniffing its first bytes, without being decoded, so a
+    /// front end can read such files as single images instead.
+    pub fn add_file(&mut self, file: &str, bytes: &[u8], opts: &DecodeOptions) -> bool {
+        // A CD's index (PS3.10 names it DICOMDIR): the slices are found by walking the folder
+        // and carry the same UIDs and descriptions in their own headers.
+        if file.rsplit(['/', '\\']).next() == Some("DICOMDIR") {
+            self.set_aside(file, "the folder's DICOMDIR index (the series are read from the slice files themselves)");
+            return true;
+        }
+        match sniff(bytes) {
+            Ok(Format::Dicom | Format::DicomRaw) => {}
+            Ok(format) => {
+                self.set_aside_not_dicom(file, format!("a {format} file, not a DICOM slice"));
+                return false;
+            }
+            Err(e) => {
+                let what = match e {
+                    Unrecognised::Empty => "an empty file".to_string(),
+                    Unrecognised::Known(name) => format!("a {name} file"),
+                    Unrecognised::Text => "a text file".to_string(),
+                    Unrecognised::Unknown => "not an image format ctxr reads".to_string(),
+                };
+                self.set_aside_not_dicom(file, format!("{what}, not a DICOM slice"));
+                return false;
+            }
+        }
+        if let Err(e) = for_each_frame(bytes, opts, |img| self.add(file, &img)) {
+            self.set_aside(file, e.to_string());
+        }
+        true
     }
 
     /// Group, order, check and stack.
@@ -192,7 +262,8 @@ fn median(v: &[f64]) -> f64 {
 /// Stack one group (same series, size and orientation) into a [`Series`].
 fn stack(mut g: Vec<Pending>) -> Result<Series, Vec<SetAside>> {
     let Some(first) = g.first() else { return Err(Vec::new()) };
-    let aside = |g: Vec<Pending>, reason: &str| g.into_iter().map(|p| SetAside { file: p.file, reason: reason.to_string() }).collect::<Vec<_>>();
+    let aside =
+        |g: Vec<Pending>, reason: &str| g.into_iter().map(|p| SetAside { file: p.file, reason: reason.to_string(), not_dicom: false }).collect::<Vec<_>>();
     let (width, height) = (first.width, first.height);
     let [row_sp, col_sp] = first.geometry.pixel_spacing.unwrap_or([1.0, 1.0]);
     let thickness = first.geometry.slice_thickness;

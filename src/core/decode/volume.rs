@@ -11,7 +11,7 @@
 //! the patient's right to their left (the patient's right on the image's left, as radiologists
 //! read an axial slice), rows from anterior to posterior, slices from superior to inferior.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Format, Intensity, MedImage, Photometric};
 
@@ -25,6 +25,16 @@ pub enum Placement {
     /// The file says nothing about orientation (NIfTI with `qform_code` and `sform_code` 0):
     /// the voxels are shown in stored order, which may be mirrored or not axial.
     StoredOrder,
+}
+
+/// A plane through a volume, for viewing: the axial slices the model reads, and the coronal
+/// and sagittal reformats a reader uses to see where a slice lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Plane {
+    Axial,
+    Coronal,
+    Sagittal,
 }
 
 /// A decoded 3-D volume (see the module doc for its orientation and storage).
@@ -118,6 +128,35 @@ impl Volume {
             replaced_non_finite: self.replaced_non_finite,
             modality: (self.intensity == Intensity::Hounsfield).then(|| "CT".to_string()),
             ..MedImage::new(self.format, width, height, pixels, self.intensity, 16)
+        }
+    }
+
+    /// How many images `plane` cuts from the volume.
+    pub fn count(&self, plane: Plane) -> u32 {
+        match plane {
+            Plane::Axial => self.slices,
+            Plane::Coronal => self.rows,
+            Plane::Sagittal => self.columns,
+        }
+    }
+
+    /// Image `index` of `plane` ([`Volume::axial`], [`Volume::coronal`], [`Volume::sagittal`]).
+    pub fn cut(&self, plane: Plane, index: u32) -> Option<MedImage> {
+        match plane {
+            Plane::Axial => self.axial(index),
+            Plane::Coronal => self.coronal(index),
+            Plane::Sagittal => self.sagittal(index),
+        }
+    }
+
+    /// Millimetres of one pixel of `plane`'s images, across and down: a reformat's pixels are
+    /// rarely square (5 mm slices under 0.7 mm pixels), so a viewer must stretch it by these.
+    pub fn pixel_mm(&self, plane: Plane) -> [f32; 2] {
+        let [c, r, s] = self.spacing_mm;
+        match plane {
+            Plane::Axial => [c, r],
+            Plane::Coronal => [c, s],
+            Plane::Sagittal => [r, s],
         }
     }
 

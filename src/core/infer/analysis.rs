@@ -11,7 +11,8 @@ use super::classifier::{Classifier, ClassifyError, Prediction};
 use super::decision::Decision;
 use super::gate::Gatekeeper;
 use super::route::{Verdict, by_metadata, without_network};
-use crate::decode::{MedImage, Window, decode_frame};
+use super::study::{Progress, StudyError, StudyScore, score_study};
+use crate::decode::{MedImage, Plane, Volume, Window, decode_frame};
 use crate::explain::{Colormap, opacity, to_original};
 use crate::imaging::{Letterbox, PreprocessConfig, Preprocessed, Region, WindowChoice, render, resize, resolve_window};
 use crate::model::{BackendKind, Manifest, Modality, ModelId, WeightsError, decode_options};
@@ -64,6 +65,12 @@ pub enum AnalyzeError {
     NoImage,
     #[error("cannot tell whether this is a chest CT slice or a chest X-ray; choose the model by hand")]
     Undecided,
+    #[error(transparent)]
+    Study(#[from] StudyError),
+    #[error("the volume has {count} {plane:?} images; there is no image {index}")]
+    NoSlice { plane: Plane, index: u32, count: u32 },
+    #[error("no study is open (or study {0} is not one of those opened)")]
+    NoStudy(usize),
 }
 
 impl AnalyzeError {
@@ -75,6 +82,10 @@ impl AnalyzeError {
             AnalyzeError::ModelNotLoaded(_) => "model_not_loaded",
             AnalyzeError::NoImage => "no_image",
             AnalyzeError::Undecided => "undecided",
+            AnalyzeError::Study(StudyError::Classify(e)) => e.kind(),
+            AnalyzeError::Study(StudyError::NotCt(_)) => "not_ct",
+            AnalyzeError::NoSlice { .. } => "no_slice",
+            AnalyzeError::NoStudy(_) => "no_study",
         }
     }
 }
@@ -180,6 +191,24 @@ pub struct Heatmap {
     /// The normalised heat, `width × height`, values in [0, 1].
     #[serde(skip)]
     pub heat: Vec<f32>,
+}
+
+/// One plane of a volume at display size, for the study viewer: view only, the model reads
+/// the axial slices through its own window whatever is shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeView {
+    pub plane: Plane,
+    pub index: u32,
+    /// Images along this plane.
+    pub count: u32,
+    pub window: Window,
+    pub display_width: u32,
+    pub display_height: u32,
+    /// The image's physical size, so that a reformat is drawn in true proportion.
+    pub width_mm: f32,
+    pub height_mm: f32,
+    #[serde(skip)]
+    pub display: Vec<u8>,
 }
 
 /// The image last analysed, kept for re-windowing and Grad-CAM.
@@ -448,6 +477,49 @@ impl Models {
         let w = resolve_window(&cur.image, &cfg, window).map_err(ClassifyError::from)?;
         let (display, display_width, display_height) = display_image(&cur.image, w);
         Ok(Display { window: w, display_width, display_height, display })
+    }
+
+    /// Score `volume` as a study with the CT model (see [`score_study`]), `batch` slices per
+    /// forward pass.
+    pub async fn score_study(&self, volume: &Volume, batch: usize, progress: impl FnMut(Progress)) -> Result<StudyScore, AnalyzeError> {
+        let clf = self.classifier(ModelId::Ct)?;
+        Ok(score_study(clf, volume, batch, progress).await?)
+    }
+
+    /// Image `index` of `plane` through `window` at display size, for viewing only. The
+    /// window is resolved as the CT model's input is ("auto" is its lung window on HU), from
+    /// its manifest entry, so that it works before the model is downloaded.
+    pub fn view_volume(&self, volume: &Volume, plane: Plane, index: u32, window: WindowChoice) -> Result<VolumeView, AnalyzeError> {
+        let count = volume.count(plane);
+        let img = volume.cut(plane, index).ok_or(AnalyzeError::NoSlice { plane, index, count })?;
+        let cfg = self.manifest.model(ModelId::Ct).map(|e| e.preprocess.clone()).unwrap_or_else(|_| PreprocessConfig::new(128));
+        let w = resolve_window(&img, &cfg, window).map_err(ClassifyError::from)?;
+        let (display, display_width, display_height) = display_image(&img, w);
+        let [px, py] = volume.pixel_mm(plane);
+        Ok(VolumeView {
+            plane,
+            index,
+            count,
+            window: w,
+            display_width,
+            display_height,
+            width_mm: px * img.width as f32,
+            height_mm: py * img.height as f32,
+            display,
+        })
+    }
+
+    /// Axial slice `index` of `volume` read by the CT model as a single image (its full result,
+    /// kept as the current image for Grad-CAM): the viewer's "explain this slice".
+    pub async fn analyze_slice(&self, volume: &Volume, index: u32) -> Result<(Analysis, Current), AnalyzeError> {
+        let t0 = now_ms();
+        let count = volume.slices;
+        let image = volume.axial(index).ok_or(AnalyzeError::NoSlice { plane: Plane::Axial, index, count })?;
+        let model = Some(self.classifier(ModelId::Ct)?.entry.id);
+        let mut current = Current { image, model, prepared: None, prediction: None, display_width: 0, display_height: 0 };
+        let mut a = self.classify_current(&mut current, WindowChoice::Auto).await?;
+        a.timings.total_ms = now_ms() - t0;
+        Ok((a, current))
     }
 
     /// Times `runs` classifications of the current image's input (model + read-back), in ms.

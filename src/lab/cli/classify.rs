@@ -8,14 +8,14 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ctxr::decode::series::{SeriesBuilder, StackProblem};
-use ctxr::decode::{Limits, MedImage, Placement, Volume, Window, decode, decode_volume, for_each_frame, is_volume};
+use ctxr::decode::series::{SeriesBuilder, SeriesFacts};
+use ctxr::decode::{Limits, MedImage, Placement, Volume, Window, decode, decode_volume, is_volume};
 use ctxr::explain::{Colormap, overlay, to_original};
 use ctxr::imaging::{WindowChoice, WindowPreset, render, resolve_window};
 use ctxr::infer::route::without_network;
-use ctxr::infer::study::{StudyScore, score_study};
+use ctxr::infer::study::{OpenStudy, StudyScore, batch_for, score_study};
 use ctxr::infer::{Classifier, Decision, Gatekeeper, Verdict};
-use ctxr::model::{Modality, ModelId, decode_options};
+use ctxr::model::{BackendKind, Modality, ModelId, decode_options};
 use ctxr_lab::LabError;
 use serde::Serialize;
 
@@ -116,22 +116,10 @@ struct StudyOut {
     model: Modality,
     evaluated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    series: Option<SeriesOut>,
+    series: Option<SeriesFacts>,
     volume: Volume,
     #[serde(flatten)]
     score: StudyScore,
-}
-
-/// Which series of a folder a study is, and what is irregular about it.
-#[derive(Serialize)]
-struct SeriesOut {
-    study_instance_uid: Option<String>,
-    series_instance_uid: Option<String>,
-    series_number: Option<i64>,
-    description: Option<String>,
-    slice_thickness_mm: Option<f64>,
-    files: usize,
-    problems: Vec<StackProblem>,
 }
 
 /// A file of a folder that is in no series.
@@ -140,9 +128,6 @@ struct SetAsideOut<'a> {
     file: &'a str,
     set_aside: &'a str,
 }
-
-/// Slices per forward pass when scoring a study.
-const STUDY_BATCH: usize = 16;
 
 #[derive(Serialize)]
 struct Failed<'a> {
@@ -337,7 +322,7 @@ fn score_volume(
     a: &Args,
     name: String,
     volume: Volume,
-    series: Option<SeriesOut>,
+    series: Option<SeriesFacts>,
     manifest: &ctxr::model::Manifest,
     device: &burn::tensor::Device,
     loaded: &mut Vec<Classifier>,
@@ -346,7 +331,11 @@ fn score_volume(
     if a.heatmap.is_some() {
         eprintln!("note: --heatmap draws single images; {name} is a volume, scored without one");
     }
-    let score = pollster::block_on(score_study(clf, &volume, STUDY_BATCH, |_, _| {}))?;
+    let backend = match a.device {
+        DeviceArg::Cpu => BackendKind::Cpu,
+        DeviceArg::Wgpu => BackendKind::WebGpu,
+    };
+    let score = pollster::block_on(score_study(clf, &volume, batch_for(backend), |_| {}))?;
     Ok(StudyOut { file: name, kind: "study", model: Modality::Ct, evaluated: clf.entry.is_evaluated(), series, volume, score })
 }
 
@@ -378,9 +367,11 @@ fn folder(
     let mut builder = SeriesBuilder::new(Limits::default().max_voxels);
     for f in &files {
         let name = f.strip_prefix(dir).unwrap_or(f).display().to_string();
-        let read = std::fs::read(f).map_err(|e| LabError::io(f, e));
-        if let Err(e) = read.and_then(|b| Ok(for_each_frame(&b, &opts, |img| builder.add(name.clone(), &img))?)) {
-            builder.set_aside(name, e.to_string());
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                builder.add_file(&name, &bytes, &opts);
+            }
+            Err(e) => builder.set_aside(name, LabError::io(f, e).to_string()),
         }
     }
     let set = builder.finish();
@@ -397,21 +388,8 @@ fn folder(
     let mut failures = 0;
     let many = set.series.len() > 1;
     for s in set.series {
-        let name = match (many, s.series_number) {
-            (true, Some(n)) => format!("{} (series {n})", dir.display()),
-            (true, None) => format!("{} (series {})", dir.display(), s.series_instance_uid.as_deref().unwrap_or("?")),
-            (false, _) => dir.display().to_string(),
-        };
-        let info = SeriesOut {
-            study_instance_uid: s.study_instance_uid,
-            series_instance_uid: s.series_instance_uid,
-            series_number: s.series_number,
-            description: s.description,
-            slice_thickness_mm: s.slice_thickness_mm,
-            files: s.files.len(),
-            problems: s.problems,
-        };
-        match score_volume(a, name.clone(), s.volume, Some(info), manifest, device, loaded) {
+        let OpenStudy { name, series, volume, .. } = OpenStudy::from_series(&dir.display().to_string(), s, many);
+        match score_volume(a, name.clone(), volume, series, manifest, device, loaded) {
             Ok(st) if a.json => println!("{}", serde_json::to_string(&st)?),
             Ok(st) => print_study(&st),
             Err(e) => {

@@ -773,17 +773,22 @@ pub fn write(dir: &Path, cases: &[Case]) -> std::io::Result<()> {
     let mut list = Vec::new();
     for c in cases {
         std::fs::write(dir.join(&c.name), &c.bytes)?;
-        let (outcome, kind, w, h) = match &c.expect {
-            // A volume file on the page's single-image path: whatever the 2-D decoder says
-            // (`is_volume`, or the header's fault); the native corpus test checks both.
-            Expect::Error(_) | Expect::Volume { .. } if ctxr::decode::is_volume(&c.bytes) => {
-                ("error", ctxr::decode::decode(&c.bytes, &Default::default()).err().map(|e| e.kind()), None, None)
+        // A volume file opens as a study on the page: whatever the volume decoder says (a
+        // study of this size, or the header's or the data's fault); the native corpus test
+        // checks that against the case's expectation.
+        let (outcome, kind, w, h, slices) = if ctxr::decode::is_volume(&c.bytes) {
+            match ctxr::decode::decode_volume(&c.bytes, &Default::default()) {
+                Ok(v) => ("volume", None, Some(v.columns), Some(v.rows), Some(v.slices)),
+                Err(e) => ("error", Some(e.kind()), None, None, None),
             }
-            Expect::Error(k) => ("error", Some(*k), None, None),
-            Expect::Image { width, height, .. } => ("image", None, Some(*width), Some(*height)),
-            Expect::Volume { .. } => ("error", Some("is_volume"), None, None),
+        } else {
+            match &c.expect {
+                Expect::Error(k) => ("error", Some(*k), None, None, None),
+                Expect::Image { width, height, .. } => ("image", None, Some(*width), Some(*height), None),
+                Expect::Volume { .. } => ("error", Some("not_a_volume"), None, None, None),
+            }
         };
-        list.push(serde_json::json!({ "file": c.name, "outcome": outcome, "kind": kind, "width": w, "height": h, "about": c.about }));
+        list.push(serde_json::json!({ "file": c.name, "outcome": outcome, "kind": kind, "width": w, "height": h, "slices": slices, "about": c.about }));
     }
     std::fs::write(dir.join("expected.json"), serde_json::to_string_pretty(&list).unwrap_or_default())
 }
