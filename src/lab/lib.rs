@@ -52,6 +52,10 @@ pub enum LabError {
     NoSuchClass { name: String, classes: Vec<String> },
     #[error("cannot write {}: {source}", path.display())]
     Image { path: PathBuf, source: image::ImageError },
+    #[error(transparent)]
+    Labels(#[from] ctxr::train::labelled::LabelsError),
+    #[error(transparent)]
+    Set(#[from] ctxr::train::labelled::SetError),
     #[error("{0}")]
     Usage(String),
 }

@@ -11,6 +11,7 @@ mod corpus;
 mod decoder_references;
 mod devices;
 mod gradcam;
+mod labelled;
 mod layout;
 mod nifti_references;
 mod robustness;

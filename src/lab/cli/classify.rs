@@ -339,19 +339,6 @@ fn score_volume(
     Ok(StudyOut { file: name, kind: "study", model: Modality::Ct, evaluated: clf.entry.is_evaluated(), series, volume, score })
 }
 
-fn files_under(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<(), LabError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| LabError::io(dir, e))?.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            files_under(&p, out)?;
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 /// A folder of DICOM slices: stack its series and score each as a study; files in no series
 /// are listed with the reason. Returns the number of series that failed.
 fn folder(
@@ -362,7 +349,7 @@ fn folder(
     loaded: &mut Vec<Classifier>,
 ) -> Result<usize, LabError> {
     let mut files = Vec::new();
-    files_under(dir, &mut files)?;
+    ctxr_lab::data::files_under(dir, &mut files)?;
     let opts = decode_options(Some(Modality::Ct));
     let mut builder = SeriesBuilder::new(Limits::default().max_voxels);
     for f in &files {

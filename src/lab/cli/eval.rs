@@ -1,6 +1,7 @@
 //! `ctxr eval`: evaluate committed weights through the full decode → preprocess → model path,
-//! on the model's default sets (its held-out fold and external sets) or on any CSV with the
-//! manifest schema; prints a summary and writes the typed report as JSON.
+//! on the model's default sets (its held-out fold and external sets), on any CSV with the
+//! manifest schema, or on a user's own labelled images (`--labelled`, what the page's
+//! evaluation does); prints a summary and writes the typed report as JSON.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use ctxr::model::report::Evaluation;
 use ctxr::model::report::Report;
 use ctxr::model::{Manifest, ModelId};
 use ctxr_lab::LabError;
-use ctxr_lab::eval::{evaluate_csv, evaluate_default, evaluate_gate_default};
+use ctxr_lab::eval::{LabelledEvaluation, evaluate_csv, evaluate_default, evaluate_gate_default, evaluate_labelled};
 use ctxr_lab::train::write;
 
 use crate::parse_model;
@@ -26,6 +27,11 @@ pub struct Args {
     data: PathBuf,
     #[arg(long)]
     manifest: Option<PathBuf>,
+    /// Your own labelled images: a folder whose subfolders are class names (a folder inside a
+    /// class folder is taken as the patient), or a CSV with the header `file,label[,group]`
+    /// (paths absolute or relative to the CSV's folder; group = patient id).
+    #[arg(long, conflicts_with_all = ["manifest", "store"])]
+    labelled: Option<PathBuf>,
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -51,6 +57,38 @@ fn print_set(name: &str, r: &Report) {
     }
     if let Some(p) = &r.patient_level {
         println!("    patient level: {}", serde_json::to_string(p).unwrap_or_default());
+    }
+}
+
+fn print_labelled(r: &LabelledEvaluation) {
+    let a = &r.assessment;
+    let counts: Vec<String> = a.report.classes.iter().zip(&r.counts).map(|(c, n)| format!("{n} {c}")).collect();
+    println!("{} on {}: {} usable images ({}), {} set aside", r.model, r.labelled, a.report.n, counts.join(", "), r.set_aside.len());
+    print_set("labelled", &a.report);
+    match &a.auc_ci {
+        Some(ci) => println!(
+            "    AUC {:.0} % interval {:.3}–{:.3} ({} bootstrap resamples of {})",
+            ci.level * 100.0,
+            ci.lo,
+            ci.hi,
+            ci.resamples,
+            if r.grouped { "patients" } else { "images: no patient ids, so slices of one patient may count as independent" }
+        ),
+        None => println!("    no AUC interval: too few images of a class"),
+    }
+    if let Some(op) = &a.report.at_operating_point {
+        println!("    at the stored operating point (P({}) ≥ {:.3}): confusion {:?} (rows: truth)", op.positive_class, op.threshold, op.confusion);
+    }
+    for b in a.reliability.iter().filter(|b| b.n > 0) {
+        println!("    reliability {:.1}–{:.1}: n {:>4}  confidence {}  accuracy {}", b.lo, b.hi, b.n, opt(b.confidence), opt(b.accuracy));
+    }
+    println!("    worst classified (lowest P of the true class):");
+    for m in a.worst.iter().take(10) {
+        let name = |i: usize| a.report.classes.get(i).map(String::as_str).unwrap_or("?");
+        println!("        {:.3}  {} → {}  {}", m.p_truth, name(m.truth), name(m.decided), r.files.get(m.index).map(String::as_str).unwrap_or(""));
+    }
+    for s in &r.set_aside {
+        println!("    set aside: {}{}: {}", s.path, s.line.map(|l| format!(" (line {l})")).unwrap_or_default(), s.words);
     }
 }
 
@@ -90,6 +128,19 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
         eprintln!("note: the manifest carries no evaluation for '{}' yet", a.model);
     }
     let mut stored = None;
+    if let Some(path) = &a.labelled {
+        // The gate sets aside what it refuses, as on the page; without one, every file is read.
+        let gate = match manifest.model(ModelId::Gate) {
+            Ok(_) => Some(Gatekeeper::new(load_classifier(&a.weights, &manifest, ModelId::Gate, &ctxr::model::device::cpu())?)?),
+            Err(_) => None,
+        };
+        let r = evaluate_labelled(&clf, gate.as_ref(), path)?;
+        print_labelled(&r);
+        if let Some(out) = &a.json {
+            write(out, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let json = match &a.manifest {
         Some(csv) => {
             let r = evaluate_csv(&clf, csv)?;

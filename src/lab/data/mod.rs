@@ -261,6 +261,20 @@ impl Cache {
     }
 }
 
+/// Every file under `dir`, subfolders included, in name order.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), crate::LabError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| crate::LabError::io(dir, e))?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            files_under(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,11 @@ use ctxr::model::report::{
     Acceptance, AskRow, AskRule, AskTable, EvaluationSets, GateEvaluation, HeadlineSet, ModelEvaluation, PhotoCheck, PhotoRefusals, Report,
 };
 use ctxr::model::{ModelId, decode_options};
+use ctxr::train::assess::{Assessment, assess};
+use ctxr::train::labelled::{Intake, LabelledSet, SetAside, Why};
+use ctxr::train::report::{Outputs, full_report};
 use serde::Serialize;
 
-use self::report::{Outputs, full_report};
 use crate::LabError;
 use crate::data::{Sample, read_manifest};
 use crate::recipe::{NATURAL_PHOTOS, folds, plan, recipe};
@@ -110,6 +112,82 @@ pub struct CsvEvaluation {
 pub fn evaluate_csv(clf: &Classifier, csv: &Path) -> Result<CsvEvaluation, LabError> {
     let samples = read_manifest(csv)?;
     Ok(CsvEvaluation { model: clf.entry.id, manifest: csv.display().to_string(), report: evaluate_samples(clf, &samples) })
+}
+
+/// `ctxr eval --labelled`: a model on a user's own labelled images.
+#[derive(Debug, Serialize)]
+pub struct LabelledEvaluation {
+    pub model: ModelId,
+    pub labelled: String,
+    /// Whether every usable file names its patient (else the interval resamples images).
+    pub grouped: bool,
+    /// Usable files per class.
+    pub counts: Vec<usize>,
+    /// The usable files, in the order of the assessment's indices.
+    pub files: Vec<String>,
+    #[serde(flatten)]
+    pub assessment: Assessment,
+    pub set_aside: Vec<SetAside>,
+}
+
+/// Read a labelled set: a folder whose subfolders are class names, or a CSV `file,label[,group]`.
+pub fn read_labelled(path: &Path, classes: &[String]) -> Result<LabelledSet, LabError> {
+    if path.is_dir() {
+        let mut files = Vec::new();
+        crate::data::files_under(path, &mut files)?;
+        // Hidden files (.DS_Store, Thumbs.db's kin) are no one's labelled images.
+        let rel: Vec<String> = files
+            .iter()
+            .filter(|f| !f.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+            .filter_map(|f| f.strip_prefix(path).ok().map(|r| r.to_string_lossy().into_owned()))
+            .collect();
+        let mut set = LabelledSet::from_folder(rel.iter().map(String::as_str), classes);
+        for item in &mut set.items {
+            item.path = path.join(&item.path).to_string_lossy().into_owned();
+        }
+        Ok(set)
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| LabError::io(path, e))?;
+        let dir = path.parent().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(LabelledSet::from_csv(&text, &dir, classes, |p| Path::new(p).is_file())?)
+    }
+}
+
+/// Assess `clf` on the labelled set at `path`, reading each file as the page does (the gate
+/// sets aside what it refuses).
+pub fn evaluate_labelled(clf: &Classifier, gate: Option<&Gatekeeper>, path: &Path) -> Result<LabelledEvaluation, LabError> {
+    let mut set = read_labelled(path, &clf.entry.classes)?;
+    let mut intake = Intake::new();
+    let mut inputs = Vec::new();
+    let mut refused = Vec::new();
+    for item in &set.items {
+        let read = std::fs::read(&item.path).map_err(|e| Why::Unreadable { detail: e.to_string() });
+        match read.and_then(|bytes| pollster::block_on(intake.add(clf, gate, &item.path, &bytes))) {
+            Ok(input) => inputs.push(input),
+            Err(why) => refused.push((item.path.clone(), why)),
+        }
+    }
+    for (p, why) in refused {
+        set.set_aside_item(&p, why);
+    }
+    set.check(None)?;
+    let mut logits = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(32) {
+        let refs: Vec<&Preprocessed> = chunk.iter().collect();
+        logits.extend(pollster::block_on(clf.predict_batch(&refs))?.into_iter().map(|p| p.logits));
+    }
+    let truth: Vec<usize> = set.items.iter().map(|i| i.label).collect();
+    let groups: Vec<Option<String>> = set.items.iter().map(|i| i.group.clone()).collect();
+    let assessment = assess(&clf.entry.classes, &logits, &truth, &groups, f64::from(clf.entry.temperature()), clf.entry.operating_point.as_ref());
+    Ok(LabelledEvaluation {
+        model: clf.entry.id,
+        labelled: path.display().to_string(),
+        grouped: set.grouped(),
+        counts: set.counts(),
+        files: set.items.iter().map(|i| i.path.clone()).collect(),
+        assessment,
+        set_aside: set.set_aside,
+    })
 }
 
 /// The gate's default evaluation: acceptance per source on the external sets and on fold 0 of

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::{Claim, Draws, Log, predict_logits, recipe_hash, train_model, write};
 use crate::LabError;
 use crate::data::Cache;
-use crate::eval::report::{Outputs, report};
 use crate::recipe::{Plan, balance_unit, count_by, loso_sources};
+use ctxr::train::report::{Outputs, report};
 
 /// What one run leaves in the work folder.
 #[derive(Serialize, Deserialize)]

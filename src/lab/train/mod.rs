@@ -20,13 +20,14 @@ use ctxr::model::report::{CrossValidation, Evaluation, FoldSummary, TrainingSumm
 use ctxr::model::{Cnn, DISCLAIMER, EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, OperatingPoint, RecordDtype, Sampling, TrainConfig, record_bytes};
 use ctxr::train::augment::{Rng, augment};
 use ctxr::train::metrics::{fit_temperature, mean_sd};
+use ctxr::train::report::{Outputs, full_report, report};
 use ctxr::train::step::{Batch, class_weights, cosine_lr, loss_for, optimizer_for, step};
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;
 use crate::data::{Cache, Sample};
 use crate::eval::evaluate_default;
-use crate::eval::report::{Outputs, cross_fitted_ece, full_report, report};
+use crate::eval::report::cross_fitted_ece;
 use crate::recipe::{balanced_weights, count_by, credits, folds, label_indices, plan, recipe};
 use crate::stable_hash;
 
