@@ -147,7 +147,7 @@ pub fn auc_interval(probs: &[Vec<f64>], truth: &[usize], classes: usize, groups:
             aucs.push(a);
         }
     }
-    if aucs.len() < resamples / 2 {
+    if aucs.is_empty() || aucs.len() < resamples / 2 {
         return None;
     }
     aucs.sort_by(f64::total_cmp);
@@ -264,6 +264,8 @@ mod tests {
         let as_images = auc_interval(&l10.iter().map(|x| softmax(x, 1.0)).collect::<Vec<_>>(), &t10, 2, &vec![None; 400], 500, 1).unwrap();
         let as_patients = auc_interval(&l10.iter().map(|x| softmax(x, 1.0)).collect::<Vec<_>>(), &t10, 2, &g10, 500, 1).unwrap();
         assert_eq!(as_patients.unit, Resampled::Patients);
+        // No resamples, no interval (and no panic).
+        assert_eq!(auc_interval(&l10.iter().map(|x| softmax(x, 1.0)).collect::<Vec<_>>(), &t10, 2, &g10, 0, 1), None);
         assert!(as_patients.hi - as_patients.lo > 2.0 * (as_images.hi - as_images.lo), "{as_patients:?} vs {as_images:?}");
     }
 
