@@ -56,6 +56,10 @@ pub enum LabError {
     Labels(#[from] ctxr::train::labelled::LabelsError),
     #[error(transparent)]
     Set(#[from] ctxr::train::labelled::SetError),
+    #[error(transparent)]
+    Cam(#[from] ctxr::explain::CamError),
+    #[error(transparent)]
+    Adapt(#[from] ctxr::train::adapt::AdaptError),
     #[error("{0}")]
     Usage(String),
 }
@@ -70,13 +74,5 @@ impl LabError {
     }
 }
 
-/// Stable, seedable 64-bit FNV-1a string hash, used wherever ids must be split deterministically
-/// (folds, held-out patients, calibration halves, cache keys).
-pub fn stable_hash(s: &str, seed: u64) -> u64 {
-    let mut h = 0xcbf29ce484222325u64 ^ seed.wrapping_mul(0x9E3779B97F4A7C15);
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
+/// The one id hash of the project (the core's, so the page splits as the lab does).
+pub use ctxr::train::folds::stable_hash;

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod adapt;
 mod analysis;
 mod cli;
 mod contracts;

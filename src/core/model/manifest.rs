@@ -94,6 +94,10 @@ pub struct ModelEntry {
     /// The gate's distance model (the gate entry only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateParams>,
+    /// Set when these weights were adapted on a user's own images (not validated): the base
+    /// model and what cross-validation on that set measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapted: Option<Box<crate::model::adapted::Provenance>>,
     #[serde(default)]
     pub credits: Vec<String>,
     #[serde(default)]
@@ -132,6 +136,7 @@ impl ModelEntry {
             evaluation: None,
             training: None,
             gate: None,
+            adapted: None,
             credits: Vec::new(),
             notes: Vec::new(),
         }

@@ -3,6 +3,7 @@
 //! ([`weights`]) and the run-time device it runs on ([`device`]).
 //! Everything here compiles for the browser.
 
+pub mod adapted;
 pub mod cnn;
 pub mod device;
 pub mod id;

@@ -331,6 +331,28 @@ impl CrossValidation {
     }
 }
 
+/// What the bootstrap resampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resampled {
+    /// Whole patients (every file names its patient).
+    Patients,
+    /// Single images (the set names no patients; slices of one patient may be counted as
+    /// independent and the interval may be too narrow).
+    Images,
+}
+
+/// A percentile bootstrap interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub lo: f64,
+    pub hi: f64,
+    pub level: f64,
+    /// Resamples that had every class and so an AUC (the others are skipped).
+    pub resamples: usize,
+    pub unit: Resampled,
+}
+
 /// How a model was trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::infer::decision::{argmax, softmax};
 use crate::model::OperatingPoint;
 use crate::model::report::{AtOperatingPoint, Report};
+pub use crate::model::report::{Interval, Resampled};
 use crate::train::metrics::auc;
 use crate::train::report::{Outputs, at_operating_point, finite, report};
 
@@ -21,28 +22,6 @@ pub const RESAMPLES: usize = 1000;
 pub const RELIABILITY_BINS: usize = 10;
 /// Files listed as the worst classified.
 pub const WORST: usize = 20;
-
-/// What the bootstrap resampled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resampled {
-    /// Whole patients (every file names its patient).
-    Patients,
-    /// Single images (the set names no patients; slices of one patient may be counted as
-    /// independent and the interval may be too narrow).
-    Images,
-}
-
-/// A percentile bootstrap interval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Interval {
-    pub lo: f64,
-    pub hi: f64,
-    pub level: f64,
-    /// Resamples that had every class and so an AUC (the others are skipped).
-    pub resamples: usize,
-    pub unit: Resampled,
-}
 
 /// One bin of the reliability table: how often the model was right when it was this sure.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,46 +92,79 @@ impl SplitMix {
     }
 }
 
-/// Percentile bootstrap interval of the headline AUC, resampling whole groups (`groups[i]`
-/// for every item) or single items when any item has no group.
-pub fn auc_interval(probs: &[Vec<f64>], truth: &[usize], classes: usize, groups: &[Option<String>], resamples: usize, seed: u64) -> Option<Interval> {
-    let n = truth.len();
+/// Resampling clusters: whole groups when every item names one, else single items.
+fn clusters(n: usize, groups: &[Option<String>]) -> (Vec<Vec<usize>>, Resampled) {
     let grouped = n > 0 && groups.len() == n && groups.iter().all(Option::is_some);
-    let clusters: Vec<Vec<usize>> = if grouped {
-        let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, g) in groups.iter().enumerate() {
-            by.entry(g.as_deref().unwrap_or_default()).or_default().push(i);
-        }
-        by.into_values().collect()
-    } else {
-        (0..n).map(|i| vec![i]).collect()
-    };
+    if !grouped {
+        return ((0..n).map(|i| vec![i]).collect(), Resampled::Images);
+    }
+    let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        by.entry(g.as_deref().unwrap_or_default()).or_default().push(i);
+    }
+    (by.into_values().collect(), Resampled::Patients)
+}
+
+/// Percentile bootstrap interval of `stat` (computed on the items of a resample, repeats
+/// included), resampling whole groups (every item names one) or single items. Resamples where
+/// `stat` is not finite (one class drawn only) are dropped; fewer than half left gives no
+/// interval. A statistic of two models on the same items (a difference) is paired: both see
+/// the same patients in each resample.
+pub fn bootstrap(n: usize, groups: &[Option<String>], resamples: usize, seed: u64, mut stat: impl FnMut(&[usize]) -> f64) -> Option<Interval> {
+    let (clusters, unit) = clusters(n, groups);
     if clusters.len() < 2 {
         return None;
     }
     let mut rng = SplitMix(seed);
-    let mut aucs = Vec::with_capacity(resamples);
-    let (mut p, mut t) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut values = Vec::with_capacity(resamples);
+    let mut items = Vec::with_capacity(n);
     for _ in 0..resamples {
+        items.clear();
+        for _ in 0..clusters.len() {
+            items.extend_from_slice(&clusters[rng.below(clusters.len())]);
+        }
+        let v = stat(&items);
+        if v.is_finite() {
+            values.push(v);
+        }
+    }
+    if values.is_empty() || values.len() < resamples / 2 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((q * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
+    Some(Interval { lo: at(0.025), hi: at(0.975), level: 0.95, resamples: values.len(), unit })
+}
+
+/// Percentile bootstrap interval of the headline AUC, resampling whole groups (`groups[i]`
+/// for every item) or single items when any item has no group.
+pub fn auc_interval(probs: &[Vec<f64>], truth: &[usize], classes: usize, groups: &[Option<String>], resamples: usize, seed: u64) -> Option<Interval> {
+    let (mut p, mut t) = (Vec::new(), Vec::new());
+    bootstrap(truth.len(), groups, resamples, seed, |items| {
         p.clear();
         t.clear();
-        for _ in 0..clusters.len() {
-            for &i in &clusters[rng.below(clusters.len())] {
-                p.push(probs[i].clone());
-                t.push(truth[i]);
-            }
+        for &i in items {
+            p.push(probs[i].clone());
+            t.push(truth[i]);
         }
+        headline_auc(&p, &t, classes)
+    })
+}
+
+/// The mean over folds of the headline AUC on each fold's items among `items` (repeats
+/// included): the cross-validated AUC when fold `f`'s items were scored by fold `f`'s model
+/// (pooling the scores of differently calibrated models would mix their scales). Folds whose
+/// items lack a class are left out; none left gives NaN.
+pub fn fold_mean_auc(probs: &[Vec<f64>], truth: &[usize], classes: usize, fold_of: &[usize], folds: usize, items: &[usize]) -> f64 {
+    let mut aucs = Vec::with_capacity(folds);
+    for f in 0..folds {
+        let (p, t): (Vec<Vec<f64>>, Vec<usize>) = items.iter().filter(|&&i| fold_of[i] == f).map(|&i| (probs[i].clone(), truth[i])).unzip();
         let a = headline_auc(&p, &t, classes);
         if a.is_finite() {
             aucs.push(a);
         }
     }
-    if aucs.is_empty() || aucs.len() < resamples / 2 {
-        return None;
-    }
-    aucs.sort_by(f64::total_cmp);
-    let at = |q: f64| aucs[((q * (aucs.len() - 1) as f64).round() as usize).min(aucs.len() - 1)];
-    Some(Interval { lo: at(0.025), hi: at(0.975), level: 0.95, resamples: aucs.len(), unit: if grouped { Resampled::Patients } else { Resampled::Images } })
+    if aucs.is_empty() { f64::NAN } else { aucs.iter().sum::<f64>() / aucs.len() as f64 }
 }
 
 /// The reliability table of the top-label confidence in `bins` equal-width bins.
@@ -267,6 +279,34 @@ mod tests {
         // No resamples, no interval (and no panic).
         assert_eq!(auc_interval(&l10.iter().map(|x| softmax(x, 1.0)).collect::<Vec<_>>(), &t10, 2, &g10, 0, 1), None);
         assert!(as_patients.hi - as_patients.lo > 2.0 * (as_images.hi - as_images.lo), "{as_patients:?} vs {as_images:?}");
+    }
+
+    #[test]
+    fn the_paired_difference_sees_a_small_gain_that_separate_intervals_hide() {
+        // The same scores, with a little extra signal added for every positive afterwards;
+        // three folds.
+        let (l, t) = noisy_set(300);
+        let before: Vec<Vec<f64>> = l.iter().map(|x| softmax(x, 1.0)).collect();
+        let after: Vec<Vec<f64>> = l.iter().zip(&t).map(|(x, &y)| softmax(&[x[0], x[1] + 0.4 * y as f32], 1.0)).collect();
+        let folds: Vec<usize> = (0..300).map(|i| i % 3).collect();
+        let g = vec![None; 300];
+        let all: Vec<usize> = (0..300).collect();
+        let m = |p: &[Vec<f64>], it: &[usize]| fold_mean_auc(p, &t, 2, &folds, 3, it);
+        let per_fold: f64 = (0..3)
+            .map(|f| {
+                let (p, tt): (Vec<Vec<f64>>, Vec<usize>) = (0..300).filter(|i| i % 3 == f).map(|i| (before[i].clone(), t[i])).unzip();
+                headline_auc(&p, &tt, 2)
+            })
+            .sum::<f64>()
+            / 3.0;
+        assert!((m(&before, &all) - per_fold).abs() < 1e-12);
+        let ib = bootstrap(300, &g, 500, 3, |it| m(&before, it)).unwrap();
+        let ia = bootstrap(300, &g, 500, 3, |it| m(&after, it)).unwrap();
+        assert!(ia.lo < ib.hi, "the separate intervals overlap: {ib:?} {ia:?}");
+        let d = bootstrap(300, &g, 500, 3, |it| m(&after, it) - m(&before, it)).unwrap();
+        assert!(d.lo > 0.0, "the paired interval excludes no gain: {d:?}");
+        let none = bootstrap(300, &g, 500, 3, |it| m(&before, it) - m(&before, it)).unwrap();
+        assert_eq!((none.lo, none.hi), (0.0, 0.0));
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! with exactly the code the lab trains with. Reading data sets from disk, folds and training
 //! runs live in the lab crate.
 
+#[cfg(feature = "train")]
+pub mod adapt;
 pub mod assess;
 pub mod augment;
+pub mod folds;
 pub mod labelled;
 pub mod metrics;
 pub mod report;

@@ -1,13 +1,16 @@
 //! Step: one optimisation step of a classifier on a batch — forward, (weighted) cross-entropy,
 //! backward, AdamW update — with the learning-rate schedule and class weights that go with it.
 //! The lab's training runs call it natively; it compiles for wasm so that the page can adapt
-//! a model on a user's images with the same step.
+//! a model on a user's images with the same step. Its one read-back is async, as WebGPU in a
+//! browser requires; native callers block on it.
 
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::model::{Cnn, TrainConfig};
+use crate::explain::CamError;
+use crate::explain::gradcam::read;
+use crate::model::Cnn;
 
 /// One batch of standardised inputs `[n, 1, size, size]` (row-major) with class indices.
 pub struct Batch {
@@ -34,18 +37,22 @@ pub fn class_weights(counts: &[usize]) -> Vec<f32> {
     inv.iter().map(|w| w / s.max(1e-12)).collect()
 }
 
-/// The loss of a recipe: cross-entropy, weighted by `weights` when the recipe asks for it.
-pub fn loss_for(cfg: &TrainConfig, weights: &[f32], device: &Device) -> CrossEntropyLoss {
-    if cfg.class_weighted_loss {
-        CrossEntropyLossConfig::new().with_weights(Some(weights.to_vec())).init(device)
-    } else {
-        CrossEntropyLossConfig::new().init(device)
+/// The loss of a recipe: cross-entropy, weighted by `weights` when the recipe asks for it
+/// (`class_weighted`, [`crate::model::TrainConfig::class_weighted_loss`]).
+pub fn loss_for(class_weighted: bool, weights: &[f32], device: &Device) -> CrossEntropyLoss {
+    if !class_weighted {
+        return CrossEntropyLossConfig::new().init(device);
     }
+    // burn panics on a weight that is not positive; a class without images (a user's set of
+    // normals and pneumonias given to the three-class model) never meets its weight.
+    let weights = weights.iter().map(|&w| if w.is_finite() && w > 0.0 { w } else { 1.0 }).collect();
+    CrossEntropyLossConfig::new().with_weights(Some(weights)).init(device)
 }
 
-/// The optimiser of a recipe: AdamW with the recipe's weight decay.
-pub fn optimizer_for(cfg: &TrainConfig) -> ModuleOptimizer {
-    AdamWConfig::new().with_weight_decay(cfg.weight_decay).init()
+/// The optimiser of a recipe: AdamW with the recipe's weight decay
+/// ([`crate::model::TrainConfig::weight_decay`]).
+pub fn optimizer_for(weight_decay: f32) -> ModuleOptimizer {
+    AdamWConfig::new().with_weight_decay(weight_decay).init()
 }
 
 /// Linear warm-up over `warmup` steps, then cosine decay from `base` to 1e-5 at `total`.
@@ -57,20 +64,48 @@ pub fn cosine_lr(base: f64, step: usize, total: usize, warmup: usize) -> f64 {
     1e-5 + (base - 1e-5) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
 }
 
-/// One step at learning rate `lr` on `device` (an autodiff device); returns the updated model.
-pub fn step(model: Cnn, optim: &mut ModuleOptimizer, loss_fn: &CrossEntropyLoss, batch: Batch, lr: f64, device: &Device) -> (Cnn, StepOutcome) {
+/// Which layers a step trains.
+pub enum Trunk<'a> {
+    /// Every layer (the lab's training runs).
+    Trained,
+    /// The stem and stages `0..=through` stay as they are: `model`, an inference copy on the
+    /// plain `device`, runs them without gradients and with its running batch-norm statistics
+    /// (a frozen layer must not drift with a small set's batch statistics), and only the later
+    /// stages and the head of the trained model learn. Cheaper too: no backward pass through
+    /// the frozen part.
+    Frozen { model: &'a Cnn, through: usize, device: &'a Device },
+}
+
+/// One step at learning rate `lr` on `device` (an autodiff device), training what `trunk`
+/// says; returns the updated model.
+pub async fn step(
+    model: Cnn,
+    optim: &mut ModuleOptimizer,
+    loss_fn: &CrossEntropyLoss,
+    batch: Batch,
+    lr: f64,
+    device: &Device,
+    trunk: &Trunk<'_>,
+) -> Result<(Cnn, StepOutcome), CamError> {
     let n = batch.labels.len();
     let s = batch.size;
-    let x = Tensor::<4>::from_data(TensorData::new(batch.inputs, [n, 1, s, s]), device);
+    let data = TensorData::new(batch.inputs, [n, 1, s, s]);
+    let logits = match trunk {
+        Trunk::Trained => model.forward(Tensor::<4>::from_data(data, device)),
+        Trunk::Frozen { model: fixed, through, device: plain } => {
+            let a = fixed.trunk_until(Tensor::<4>::from_data(data, *plain), *through).detach().autodiff();
+            model.forward_from(a, *through)
+        }
+    };
+    let k = logits.dims()[1];
     let y = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
-    let logits = model.forward(x);
     let loss = loss_fn.forward(logits.clone(), y);
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let model = optim.step(lr, model, grads);
-    let loss = f64::from(loss.into_scalar::<f32>());
-    let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default();
-    let correct = pred.iter().zip(&batch.labels).filter(|(a, b)| a == b).count();
-    (model, StepOutcome { loss, correct, images: n })
+    let loss = read(loss.reshape([1])).await?.first().copied().map(f64::from).unwrap_or(f64::NAN);
+    let out = read(logits.detach().reshape([n * k])).await?;
+    let correct = out.chunks_exact(k.max(1)).zip(&batch.labels).filter(|(l, y)| crate::infer::decision::argmax(l) as i64 == **y).count();
+    Ok((model, StepOutcome { loss, correct, images: n }))
 }
 
 #[cfg(test)]
@@ -100,8 +135,20 @@ mod tests {
     }
 
     #[test]
+    fn a_class_without_images_does_not_break_the_weighted_loss() {
+        // Two of three classes present: the weights hold a 0, which burn refuses.
+        let w = class_weights(&[10, 30, 0]);
+        let device = Device::flex();
+        let loss = loss_for(true, &w, &device);
+        let logits = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0], [2, 3]), &device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1], [2]), &device);
+        let v = loss.forward(logits, y).into_data().convert::<f32>().try_to_vec::<f32>().unwrap()[0];
+        assert!(v.is_finite() && v > 0.0, "{v}");
+    }
+
+    #[test]
     fn a_step_lowers_the_loss_on_its_batch() {
-        use crate::model::{AugmentConfig, ModelConfig, ModelId};
+        use crate::model::{AugmentConfig, ModelConfig, ModelId, TrainConfig};
         let device = Device::flex().autodiff();
         let cfg = TrainConfig {
             model: ModelId::Cxr,
@@ -122,8 +169,8 @@ mod tests {
             tone: Default::default(),
         };
         let mut model = cfg.architecture.init_seeded(&device, 7);
-        let mut optim = optimizer_for(&cfg);
-        let loss_fn = loss_for(&cfg, &[1.0, 1.0], &device);
+        let mut optim = optimizer_for(cfg.weight_decay);
+        let loss_fn = loss_for(cfg.class_weighted_loss, &[1.0, 1.0], &device);
         // Class 1 is bright, class 0 dark: separable in one feature.
         let batch = || {
             let mut inputs = Vec::new();
@@ -134,7 +181,7 @@ mod tests {
         };
         let mut losses = Vec::new();
         for _ in 0..15 {
-            let (m, out) = step(model, &mut optim, &loss_fn, batch(), 1e-2, &device);
+            let (m, out) = pollster::block_on(step(model, &mut optim, &loss_fn, batch(), 1e-2, &device, &Trunk::Trained)).unwrap();
             model = m;
             losses.push(out.loss);
         }

@@ -1,9 +1,11 @@
 //! `ctxr`: the native command line. `classify` runs decode → preprocess → model → Grad-CAM on
 //! files as the CLI's user expects it (a model forced or routed by the file), `analyze` runs the
 //! page's exact path (gate included) and prints its result, `inspect` prints what the decoder
-//! found, `train`, `eval`, `split` and `card` drive the lab, `corpus` writes the hostile-input corpus,
+//! found, `train`, `eval`, `split` and `card` drive the lab, `adapt` fine-tunes a model on a
+//! user's labelled images, `corpus` writes the hostile-input corpus,
 //! and `init-weights` writes untrained weights (for exercising the pipeline only). Each subcommand lives in its own module.
 
+mod adapt;
 mod analyze;
 mod classify;
 mod eval;
@@ -76,6 +78,9 @@ enum Cmd {
     /// Evaluate shipped weights: by default on the model's held-out fold and its external
     /// sets; with --manifest on any CSV with the manifest schema.
     Eval(eval::Args),
+    /// Fine-tune a model on your own labelled images, report the gain by cross-validation on
+    /// them, and write the adapted weights folder.
+    Adapt(adapt::Args),
     /// List the images the shipped model never trained on (its held-out fold and external
     /// sets) as CSV.
     Split(split::Args),
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
         Cmd::Analyze(a) => analyze::run(a),
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Eval(a) => eval::run(a),
+        Cmd::Adapt(a) => adapt::run(a),
         Cmd::Split(a) => split::run(a),
         Cmd::InitWeights { out, input_size } => setup::init_weights(&out, input_size),
         Cmd::Card { weights, out } => setup::card(&weights, &out),

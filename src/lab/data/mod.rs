@@ -3,7 +3,6 @@
 //! and cache the shared decode → preprocess output as one compact file so epochs never
 //! re-decode.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -125,38 +124,13 @@ fn group_key(s: &Sample) -> String {
     }
 }
 
-/// Assign each sample a fold in `0..k` such that a group never straddles folds and each
-/// (source, label) stratum is spread evenly: groups of a stratum are ordered by a seeded hash
-/// and dealt round-robin, largest strata first.
+/// Assign each sample a fold in `0..k` (the core's rule, [`ctxr::train::folds::grouped_folds`]):
+/// a group never straddles folds and each (source, label) stratum is spread evenly.
 pub fn grouped_folds(samples: &[Sample], k: usize, seed: u64) -> Vec<usize> {
-    // The stratum of a group is that of its first member.
-    let mut group_stratum: BTreeMap<&str, String> = BTreeMap::new();
-    for s in samples {
-        group_stratum.entry(&s.group).or_insert_with(|| format!("{}|{}", s.source, s.label));
-    }
-    let mut strata: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (g, st) in &group_stratum {
-        strata.entry(st.clone()).or_default().push(g);
-    }
-    let mut fold_of: HashMap<&str, usize> = HashMap::new();
-    let mut fill = vec![0usize; k];
-    let sizes: HashMap<&str, usize> = samples.iter().fold(HashMap::new(), |mut m, s| {
-        *m.entry(s.group.as_str()).or_default() += 1;
-        m
-    });
-    for groups in strata.values_mut() {
-        groups.sort_by_key(|g| stable_hash(g, seed));
-        let mut local = vec![0usize; k];
-        for g in groups.iter() {
-            // The fold with the fewest images of this stratum (ties: fewest overall).
-            let f = (0..k).min_by_key(|&f| (local[f], fill[f])).unwrap_or(0);
-            let n = sizes.get(g).copied().unwrap_or(1);
-            local[f] += n;
-            fill[f] += n;
-            fold_of.insert(g, f);
-        }
-    }
-    samples.iter().map(|s| fold_of.get(s.group.as_str()).copied().unwrap_or(0)).collect()
+    let groups: Vec<&str> = samples.iter().map(|s| s.group.as_str()).collect();
+    let strata: Vec<String> = samples.iter().map(|s| format!("{}|{}", s.source, s.label)).collect();
+    let strata: Vec<&str> = strata.iter().map(String::as_str).collect();
+    ctxr::train::folds::grouped_folds(&groups, &strata, k, seed)
 }
 
 /// Preprocessed images of a sample list, as 8-bit "what the model saw" squares.
@@ -278,6 +252,7 @@ pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), crate::LabE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn s(source: &str, label: &str, pid: Option<&str>, name: &str) -> Sample {
         let mut x = Sample {

@@ -15,7 +15,7 @@ use ctxr::model::report::{
 };
 use ctxr::model::{ModelId, decode_options};
 use ctxr::train::assess::{Assessment, assess};
-use ctxr::train::labelled::{Intake, LabelledSet, SetAside, Why};
+use ctxr::train::labelled::{Intake, Labelled, LabelledSet, SetAside, Why};
 use ctxr::train::report::{Outputs, full_report};
 use serde::Serialize;
 
@@ -153,23 +153,39 @@ pub fn read_labelled(path: &Path, classes: &[String]) -> Result<LabelledSet, Lab
     }
 }
 
-/// Assess `clf` on the labelled set at `path`, reading each file as the page does (the gate
-/// sets aside what it refuses).
-pub fn evaluate_labelled(clf: &Classifier, gate: Option<&Gatekeeper>, path: &Path) -> Result<LabelledEvaluation, LabError> {
-    let mut set = read_labelled(path, &clf.entry.classes)?;
+/// Read every file of `set` as the page does — copies, unreadable files and what the gate
+/// refuses are set aside — handing each usable input to `keep`, in the order of the items
+/// that remain in `set`.
+pub fn take_in(
+    clf: &Classifier,
+    gate: Option<&Gatekeeper>,
+    set: &mut LabelledSet,
+    mut keep: impl FnMut(&Labelled, Preprocessed) -> Result<(), LabError>,
+) -> Result<(), LabError> {
     let mut intake = Intake::new();
-    let mut inputs = Vec::new();
     let mut refused = Vec::new();
     for item in &set.items {
         let read = std::fs::read(&item.path).map_err(|e| Why::Unreadable { detail: e.to_string() });
         match read.and_then(|bytes| pollster::block_on(intake.add(clf, gate, &item.path, &bytes))) {
-            Ok(input) => inputs.push(input),
+            Ok(input) => keep(item, input)?,
             Err(why) => refused.push((item.path.clone(), why)),
         }
     }
     for (p, why) in refused {
         set.set_aside_item(&p, why);
     }
+    Ok(())
+}
+
+/// Assess `clf` on the labelled set at `path`, reading each file as the page does (the gate
+/// sets aside what it refuses).
+pub fn evaluate_labelled(clf: &Classifier, gate: Option<&Gatekeeper>, path: &Path) -> Result<LabelledEvaluation, LabError> {
+    let mut set = read_labelled(path, &clf.entry.classes)?;
+    let mut inputs = Vec::new();
+    take_in(clf, gate, &mut set, |_, p| {
+        inputs.push(p);
+        Ok(())
+    })?;
     set.check(None)?;
     let mut logits = Vec::with_capacity(inputs.len());
     for chunk in inputs.chunks(32) {

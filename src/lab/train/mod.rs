@@ -3,6 +3,7 @@
 //! operating point), its record and manifest entry, and its evaluation. The optimisation step
 //! itself is the core's ([`ctxr::train::step`]), the one the page can run too.
 
+pub mod adapt;
 pub mod gate;
 pub mod loso;
 pub mod outliers;
@@ -21,7 +22,7 @@ use ctxr::model::{Cnn, DISCLAIMER, EntrySpec, Manifest, ModelConfig, ModelEntry,
 use ctxr::train::augment::{Rng, augment};
 use ctxr::train::metrics::{fit_temperature, mean_sd};
 use ctxr::train::report::{Outputs, full_report, report};
-use ctxr::train::step::{Batch, class_weights, cosine_lr, loss_for, optimizer_for, step};
+use ctxr::train::step::{Batch, Trunk, class_weights, cosine_lr, loss_for, optimizer_for, step};
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;
@@ -133,10 +134,10 @@ pub fn train_model(
     let train_idx: Vec<usize> = train_idx.iter().copied().filter(|&i| labels[i].is_some() && cache.errors[i].is_none()).collect();
     let counts = draws.class_mass(&train_idx, labels, k);
     let weights = class_weights(&counts);
-    let loss_fn = loss_for(cfg, &weights, &dev);
+    let loss_fn = loss_for(cfg.class_weighted_loss, &weights, &dev);
     let fold_seed = stable_hash(fold, 7919);
     let mut model = cfg.architecture.init_seeded(&dev, cfg.seed.wrapping_add(fold_seed));
-    let mut optim = optimizer_for(cfg);
+    let mut optim = optimizer_for(cfg.weight_decay);
     let per_epoch = match draws {
         Draws::EveryImage => train_idx.len(),
         Draws::Weighted { images, .. } => *images,
@@ -189,7 +190,7 @@ pub fn train_model(
             }
             let y: Vec<i64> = batch.iter().map(|&i| labels[i].unwrap_or(0) as i64).collect();
             let lr = cosine_lr(cfg.lr, epoch * steps_per_epoch + s, total_steps, steps_per_epoch.min(200));
-            let (m, outcome) = step(model, &mut optim, &loss_fn, Batch { inputs: x, labels: y, size }, lr, &dev);
+            let (m, outcome) = pollster::block_on(step(model, &mut optim, &loss_fn, Batch { inputs: x, labels: y, size }, lr, &dev, &Trunk::Trained))?;
             model = m;
             correct += outcome.correct;
             loss_sum += outcome.loss * b as f64;
