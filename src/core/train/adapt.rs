@@ -202,6 +202,7 @@ pub struct Adaptation {
     steps_run: usize,
     /// Steps an early stop saved.
     steps_skipped: usize,
+    steps_max: usize,
 }
 
 const SCORE_BATCH: usize = 32;
@@ -253,7 +254,7 @@ impl Adaptation {
             grouped_folds(&keys.iter().map(String::as_str).collect::<Vec<_>>(), &strata.iter().map(String::as_str).collect::<Vec<_>>(), folds, cfg.seed);
         let n = examples.len();
         let cfg = AdaptConfig { folds, ..cfg };
-        Ok(Adaptation {
+        let mut a = Adaptation {
             recipe,
             base: base.valid(),
             base_entry_sha: entry.sha256.clone(),
@@ -270,27 +271,21 @@ impl Adaptation {
             final_fit: None,
             steps_run: 0,
             steps_skipped: 0,
+            steps_max: 0,
             examples,
             cfg,
-        })
+        };
+        a.steps_max = (0..=a.cfg.folds).map(|f| a.split(f).0.len().div_ceil(a.cfg.batch) * a.cfg.max_epochs).sum();
+        Ok(a)
     }
 
     pub fn config(&self) -> &AdaptConfig {
         &self.cfg
     }
 
-    /// The upper bound of optimisation steps (no early stop), for progress bars and ETAs.
+    /// The number of optimisation steps if no fit stops early (for progress bars and ETAs).
     pub fn steps_max(&self) -> usize {
-        let n = self.examples.len();
-        let per_fit = |train: usize| train.div_ceil(self.cfg.batch) * self.cfg.max_epochs;
-        let held = |m: usize| m / self.cfg.hold_one_in.max(2);
-        let cv: usize = (0..self.cfg.folds)
-            .map(|f| {
-                let rest = self.fold_of.iter().filter(|&&x| x != f).count();
-                per_fit(rest - held(rest))
-            })
-            .sum();
-        cv + per_fit(n - held(n))
+        self.steps_max
     }
 
     /// Do the next piece of work: one batch of scoring, one optimisation step, or one
@@ -310,7 +305,7 @@ impl Adaptation {
             self.fit = Some(self.start_fit(self.fit_index));
         }
         let fit_index = self.fit_index;
-        let steps_max = self.steps_max();
+        let steps_max = self.steps_max;
         let Some(fit) = self.fit.as_mut() else { return Ok(Progress::Done) };
         if fit.pos < fit.order.len() {
             let size = self.examples.size;
@@ -444,12 +439,13 @@ impl Adaptation {
         Ok(())
     }
 
-    /// A new fit for `index`: CV fold `index` is the test part (none for the final fit); one
-    /// patient in `hold_one_in` of the rest is held out.
-    fn start_fit(&self, index: usize) -> Fit {
+    /// The rows of fit `index`: CV fold `index` is its test part (none for the final fit); one
+    /// patient in `hold_one_in` of the rest, stratified by label, is held out; the rest trains.
+    fn split(&self, index: usize) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
         let n = self.examples.len();
-        let test: Vec<usize> = (0..n).filter(|&i| index < self.cfg.folds && self.fold_of[i] == index).collect();
-        let rest: Vec<usize> = (0..n).filter(|&i| !(index < self.cfg.folds && self.fold_of[i] == index)).collect();
+        let in_test = |i: usize| index < self.cfg.folds && self.fold_of[i] == index;
+        let test: Vec<usize> = (0..n).filter(|&i| in_test(i)).collect();
+        let rest: Vec<usize> = (0..n).filter(|&i| !in_test(i)).collect();
         let keys = self.examples.group_keys();
         let g: Vec<&str> = rest.iter().map(|&i| keys[i].as_str()).collect();
         let s: Vec<String> = rest.iter().map(|&i| self.examples.labels[i].to_string()).collect();
@@ -458,6 +454,13 @@ impl Adaptation {
         for (j, &i) in rest.iter().enumerate() {
             if parts[j] == 0 { held.push(i) } else { train.push(i) }
         }
+        (train, held, test)
+    }
+
+    /// A new fit for `index`: CV fold `index` is the test part (none for the final fit); one
+    /// patient in `hold_one_in` of the rest is held out.
+    fn start_fit(&self, index: usize) -> Fit {
+        let (train, held, test) = self.split(index);
         let k = self.recipe.classes.len();
         let weights = class_weights(&counts(&train.iter().map(|&i| self.examples.labels[i]).collect::<Vec<_>>(), k));
         // Early stopping watches the training loss on the held-out patients: weighted alike.

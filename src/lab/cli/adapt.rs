@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// What is trained: head (the linear head), last (the last stage and the head) or all.
-    #[arg(long = "train", default_value = "head")]
+    #[arg(long = "train", default_value = "last")]
     part: Part,
     /// The base weights folder.
     #[arg(long, default_value = "weights")]
