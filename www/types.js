@@ -208,6 +208,7 @@
  * @property {ModelEvaluation | GateEvaluation} [evaluation]
  * @property {TrainingSummary} [training]
  * @property {object} [gate]
+ * @property {object} [adapted]
  * @property {string[]} credits
  * @property {string[]} notes
  */

@@ -61,7 +61,7 @@ pub struct AdaptConfig {
     pub part: Part,
     /// Epochs at most; early stopping usually ends sooner.
     pub max_epochs: usize,
-    /// Epochs without a better held-out loss before stopping.
+    /// Epochs without a better held-out AUC before stopping.
     pub patience: usize,
     pub batch: usize,
     /// Peak learning rate (one epoch of warm-up, then cosine decay over `max_epochs`).
