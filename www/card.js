@@ -63,14 +63,14 @@ function meanSd(mean, sd) {
   return num(sd) === null ? fmt(mean) : `${fmt(mean)} ± ${fmt(sd)}`;
 }
 
-function el(tag, cls, content) {
+export function el(tag, cls, content) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
   if (content !== undefined && content !== null) e.textContent = String(content);
   return e;
 }
 
-function svg(tag, attrs = {}, content) {
+export function svg(tag, attrs = {}, content) {
   const e = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
   if (content !== undefined) e.textContent = String(content);

@@ -22,6 +22,10 @@ const hooks = {
   studies: 0, // CT studies finished (scored, or failed to score)
   studyViews: 0, // axial slices drawn in the study view
   study: null, // the study shown: {name, slices, k, score, topKMean, classified, lungRange, ms, stripPoints, heatOf}
+  labelled: null, // the labelled set last measured: {model, n, auc, auc_ci, set_aside, ms}
+  adapt: null, // the adaptation running or last run: {stage, fit, epoch, steps_run, ms} (stage 'cancelled' after a cancel)
+  adapted: null, // the adapted model in use: {id, title, sha256, images, auc_before, auc_after} (null: the shipped models)
+  saved: 0, // adapted models kept in this browser (IndexedDB)
   sw: null, // 'ready' once the service worker controls the page (offline use)
 };
 

@@ -53,6 +53,15 @@ export function enqueueFolder(files) {
   pump();
 }
 
+/** Open one file in the viewer, read by `model` ('ct' | 'cxr'), as a new row of the batch. */
+export function openFileAs(file, name, model) {
+  const row = addRow(file, name);
+  row.readAs = model;
+  input.queue.push(row);
+  updateBatch();
+  pump();
+}
+
 /** Forget the files not analysed yet (the batch was cleared). */
 export function clearQueue() {
   input.queue = [];

@@ -6,11 +6,12 @@
 import { record } from './hooks.js'; // first: defines globalThis.ctxrHooks before anything happens
 import { call, startWorker, workerRequests } from './rpc.js';
 import { engineName, setStatus } from './status.js';
-import { clearQueue, configureInput, pump, readAs, reopen, rerun, setupInput } from './input.js';
+import { clearQueue, configureInput, openFileAs, pump, readAs, reopen, rerun, setupInput } from './input.js';
 import { clearViewer, configureViewer, setupViewer, shownRow } from './viewer.js';
 import { configureBatch, recordStudy, setupBatch, updateRow } from './batch.js';
 import { clearStudy, configureStudy, setupStudy } from './study.js';
 import { renderModelCard } from './card.js';
+import { setupLabelled } from './labelled.js';
 
 const $ = (id) => document.getElementById(id);
 const engine = {
@@ -18,6 +19,7 @@ const engine = {
   generation: 0, // the newest start; replies to older ones are ignored
   cardDrawn: false,
   ready: false, // the first start finished (later downloads are on-demand models)
+  manifest: null, // the manifest the engine uses, adapted entries included (the model card's)
 };
 
 async function initEngine() {
@@ -36,6 +38,7 @@ async function initEngine() {
     $('load').hidden = true;
     engine.ready = true;
     if (!engine.cardDrawn) {
+      engine.manifest = r.manifest;
       renderModelCard($('card-body'), r.manifest);
       engine.cardDrawn = true;
     }
@@ -109,6 +112,15 @@ select.addEventListener('change', (e) => {
   initEngine();
 });
 setupInput();
+// The model card follows the model in use: an adapted entry replaces its base's.
+setupLabelled({
+  onOpen: openFileAs,
+  onModelChange: (entry) => {
+    if (!engine.manifest) return;
+    const shipped = engine.manifest.models.filter((m) => m.id !== entry.id);
+    renderModelCard($('card-body'), { ...engine.manifest, models: [...shipped, entry] });
+  },
+});
 setupViewer({ onReadAs: readAs, onTrial: updateRow });
 setupStudy({ onScored: recordStudy });
 setupBatch({

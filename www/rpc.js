@@ -13,6 +13,7 @@ const rpc = {
   // Set by startWorker: progress of the model download, request count, re-initialise the engine.
   onProgress: () => {},
   onStudy: () => {}, // progress of a study being read or scored: {stage, done, total}
+  listeners: {}, // type → f: the worker's other progress messages ('labelled', 'adapt')
   onRequests: () => {},
   onRestart: () => Promise.resolve(),
 };
@@ -23,6 +24,7 @@ function spawn() {
     const m = ev.data;
     if (m.type === 'progress') return rpc.onProgress(m.got, m.total, m.model);
     if (m.type === 'study') return rpc.onStudy(m);
+    if (m.type && rpc.listeners[m.type]) return rpc.listeners[m.type](m);
     if (typeof m.requests === 'number') { rpc.requests = m.requests; rpc.onRequests(m.requests); }
     const p = rpc.pending.get(m.id);
     if (!p) return;
@@ -51,6 +53,11 @@ export function onStudyProgress(f) {
   rpc.onStudy = f;
 }
 
+/** Listen to the worker's progress messages of `type` ('labelled': a set being read; 'adapt': an adaptation). */
+export function onWorkerProgress(type, f) {
+  rpc.listeners[type] = f;
+}
+
 /** Start a fresh worker, ending the current one (if any); the caller then sends `init`. */
 export function startWorker(handlers = {}) {
   Object.assign(rpc, handlers);
@@ -64,6 +71,8 @@ export function startWorker(handlers = {}) {
 
 /** Send `{op, ...args}` to the worker; resolves with its result or rejects with {kind, message}. */
 export function call(op, args = {}, transfer = []) {
+  // `id` and `op` name the request itself: an argument of that name would hijack the reply.
+  if ('id' in args || 'op' in args) return Promise.reject({ kind: 'bad_request', message: `${op}: an argument may not be named id or op` });
   const id = rpc.nextId++;
   return new Promise((resolve, reject) => {
     rpc.pending.set(id, { resolve, reject });

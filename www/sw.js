@@ -4,10 +4,10 @@
 // falls back to the cache when offline. A CT or X-ray model is therefore cached when the page
 // first needs it, never downloaded in advance. Requests to other origins are never made or
 // answered.
-const CACHE = 'ctxr-v4';
+const CACHE = 'ctxr-v5';
 const SHELL = [
   './', 'index.html', 'style.css',
-  'main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'study.js', 'card.js', 'worker.js',
+  'main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'study.js', 'card.js', 'labelled.js', 'store.js', 'worker.js',
   'pkg/ctxr.js', 'pkg/ctxr_bg.wasm', 'weights/manifest.json',
 ];
 

@@ -208,7 +208,7 @@
  * @property {ModelEvaluation | GateEvaluation} [evaluation]
  * @property {TrainingSummary} [training]
  * @property {object} [gate]
- * @property {object} [adapted]
+ * @property {Provenance} [adapted]
  * @property {string[]} credits
  * @property {string[]} notes
  */
@@ -445,6 +445,172 @@
  * @property {number} display_height
  * @property {number} width_mm
  * @property {number} height_mm
+ */
+
+/**
+ * A percentile bootstrap interval.
+ * @typedef {object} Interval
+ * @property {number} lo
+ * @property {number} hi
+ * @property {number} level
+ * @property {number} resamples
+ * @property {'patients' | 'images'} unit
+ */
+
+/**
+ * One usable file of a user's labelled set (`labelled_begin`).
+ * @typedef {object} LabelledFile
+ * @property {string} path
+ * @property {number} label
+ * @property {string|null} group
+ * @property {number|null} line
+ */
+
+/**
+ * A file of a labelled set that is not used, and why (`reason` names the case; `words` says it).
+ * @typedef {object} LabelAside
+ * @property {string} path
+ * @property {number|null} line
+ * @property {'unknown_label' | 'no_class_folder' | 'listed_twice' | 'missing_file' | 'bad_row' | 'same_image_as' | 'unreadable' | 'refused'} reason
+ * @property {string} words
+ * @property {string} [label]
+ * @property {number} [first_line]
+ * @property {string} [detail]
+ * @property {string} [same_as]
+ */
+
+/**
+ * @typedef {object} ReliabilityBin
+ * @property {number} lo
+ * @property {number} hi
+ * @property {number} n
+ * @property {number|null} confidence
+ * @property {number|null} accuracy
+ */
+
+/**
+ * A badly classified file: its index in the measured files.
+ * @typedef {object} Miss
+ * @property {number} index
+ * @property {number} truth
+ * @property {number} p_truth
+ * @property {number} decided
+ */
+
+/**
+ * The core's assessment of a model on a labelled set (the page's and `ctxr eval --labelled`'s).
+ * @typedef {object} Assessment
+ * @property {Report} report
+ * @property {Interval|null} auc_ci
+ * @property {ReliabilityBin[]} reliability
+ * @property {Miss[]} worst
+ */
+
+/**
+ * A model measured on a user's labelled set: what `labelled` (the worker) resolves to (the
+ * engine's `labelled_finish` plus `ms`), and what `ctxr eval --labelled --json` writes (plus
+ * `labelled`, the set's path).
+ * @typedef {object} Measurement
+ * @property {Modality} model
+ * @property {string} title
+ * @property {string[]} classes
+ * @property {string[]} files
+ * @property {number[]} truth
+ * @property {number[][]} probabilities
+ * @property {number[]} counts
+ * @property {boolean} grouped
+ * @property {LabelAside[]} set_aside
+ * @property {Assessment} assessment
+ * @property {OperatingPoint|null} operating_point
+ * @property {number} image_bytes
+ * @property {number} [ms]
+ * @property {string} [labelled]
+ */
+
+/**
+ * The decisions at a threshold (`threshold`): the counts and each file's decided class.
+ * @typedef {object} AtThreshold
+ * @property {number} threshold
+ * @property {string} positive_class
+ * @property {number|null} accuracy
+ * @property {number[][]} confusion
+ * @property {ClassRow[]} per_class
+ * @property {number[]} decided
+ */
+
+/**
+ * How an adaptation was run (`Provenance.config`).
+ * @typedef {object} AdaptConfig
+ * @property {'head' | 'last' | 'all'} part
+ * @property {number} max_epochs
+ * @property {number} patience
+ * @property {number} batch
+ * @property {number} lr
+ * @property {number} folds
+ * @property {number} hold_one_in
+ * @property {number} target_sensitivity
+ * @property {number} seed
+ */
+
+/**
+ * @typedef {object} EpochRecord
+ * @property {number} epoch
+ * @property {number} train_loss
+ * @property {number} train_accuracy
+ * @property {number} held_loss
+ * @property {number|null} held_auc
+ */
+
+/**
+ * @typedef {object} FoldRecord
+ * @property {number} fold
+ * @property {number} train_images
+ * @property {number} held_images
+ * @property {number} test_images
+ * @property {number} best_epoch
+ * @property {EpochRecord[]} epochs
+ * @property {number|null} auc_before
+ * @property {number|null} auc_after
+ */
+
+/**
+ * @typedef {object} CrossValidated
+ * @property {number} folds
+ * @property {number|null} auc_before
+ * @property {Interval|null} auc_before_ci
+ * @property {number|null} auc_after
+ * @property {Interval|null} auc_after_ci
+ * @property {Interval|null} difference_ci
+ * @property {FoldRecord[]} per_fold
+ */
+
+/**
+ * What an adapted model's manifest entry says of it (`ModelEntry.adapted`).
+ * @typedef {object} Provenance
+ * @property {string} base_sha256
+ * @property {string} base_title
+ * @property {AdaptConfig} config
+ * @property {number[]} counts
+ * @property {boolean} grouped
+ * @property {CrossValidated} cross_validation
+ * @property {FoldRecord} final_fit
+ * @property {string} warning
+ */
+
+/**
+ * One call of the adaptation (`adapt_step`), as the worker posts it: `{type: 'adapt', progress,
+ * steps_max, ms}`.
+ * @typedef {object} AdaptProgress
+ * @property {'scored' | 'step' | 'epoch' | 'done'} stage
+ * @property {number} [done]
+ * @property {number} [of]
+ * @property {number} [fit]
+ * @property {number} [epoch]
+ * @property {number} [loss]
+ * @property {number} [steps_run]
+ * @property {number} [steps_left]
+ * @property {EpochRecord} [record]
+ * @property {boolean} [stopping]
  */
 
 export {};

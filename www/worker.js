@@ -16,6 +16,10 @@ let wasm = null; // the module's exports (its linear memory is reported by `memo
 let records = null; // id → Uint8Array (kept to restart on another backend without refetching)
 let choice = null;
 let queue = Promise.resolve();
+// Adapted models in use ({entry: JSON text, record}), by id: installed again when the engine
+// restarts on another backend, so the model in use never silently changes.
+const adapted = {};
+let cancelAdapt = false;
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
 const requestCount = () => performance.getEntriesByType('resource').length;
@@ -99,7 +103,22 @@ async function withModel(run) {
 async function start(backend) {
   const e = await Engine.create(backend, manifest.text);
   for (const [id, bytes] of Object.entries(records)) e.load_model(id, bytes);
+  for (const m of Object.values(adapted)) e.install_model(m.entry, m.record);
   return e;
+}
+
+const yieldToMessages = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+// A labelled set's files: `files` [{path, file}]. One CSV among them gives the labels (its
+// paths relative to its folder); without one, the class folders do.
+function layoutOf(files) {
+  const csvs = files.filter((f) => /\.csv$/i.test(f.path));
+  if (csvs.length > 1) throw { kind: 'labels', message: `${csvs.length} CSV files were given (${csvs.map((f) => f.path).join(', ')}): give the one that holds the labels` };
+  const images = files.filter((f) => !csvs.includes(f));
+  const paths = images.map((f) => f.path);
+  if (!csvs.length) return { layout: { kind: 'folder', paths }, csv: null };
+  const p = csvs[0].path;
+  return { layout: { kind: 'csv', dir: p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '', paths }, csv: csvs[0] };
 }
 
 // The model the backends are timed on: one that is always loaded first.
@@ -212,15 +231,77 @@ const ops = {
   async time({ runs }) {
     return await engine.time_inference(runs);
   },
+  // A labelled set: labels read, then every file read past the gate and classified, one at
+  // a time; resolves to the engine's measurement ({assessment, files, probabilities, …}).
+  async labelled({ model, files, limit }) {
+    const t0 = performance.now();
+    const { layout, csv } = layoutOf(files);
+    if (csv) layout.text = await csv.file.text();
+    const begun = await withModel(async () => engine.labelled_begin(model, layout, limit));
+    const byPath = new Map(files.map((f) => [f.path.replaceAll('\\', '/'), f.file]));
+    const items = begun.items;
+    for (let i = 0; i < items.length; i++) {
+      post({ type: 'labelled', stage: 'reading', done: i, total: items.length });
+      const file = byPath.get(items[i].path);
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      await engine.labelled_add(items[i].path, bytes);
+    }
+    post({ type: 'labelled', stage: 'reading', done: items.length, total: items.length });
+    return { ...engine.labelled_finish(), ms: performance.now() - t0 };
+  },
+  async threshold({ value }) {
+    return engine.labelled_threshold(value);
+  },
+  // Adapt the measured set's model, one batch per engine call; between calls the worker
+  // reports progress and lets a cancel in. Resolves to {entry, record, manifest, ms}; the adapted model
+  // is then the one in use.
+  async adapt({ part, epochs, folds }) {
+    cancelAdapt = false;
+    const t0 = performance.now();
+    const begun = engine.adapt_begin({ part, epochs, folds });
+    for (;;) {
+      await yieldToMessages();
+      if (cancelAdapt) {
+        engine.adapt_cancel();
+        throw { kind: 'cancelled', message: 'The adaptation was cancelled; the model in use is unchanged.' };
+      }
+      const p = await engine.adapt_step();
+      post({ type: 'adapt', progress: p, steps_max: begun.steps_max, ms: performance.now() - t0 });
+      if (p.stage === 'done') break;
+    }
+    const out = await engine.adapt_finish();
+    adapted[out.entry.id] = { entry: JSON.stringify(out.entry), record: out.record.slice() };
+    return [{ entry: out.entry, record: out.record, manifest: out.manifest, ms: performance.now() - t0 }, [out.record.buffer]];
+  },
+  async adapt_cancel() {
+    cancelAdapt = true;
+    return true;
+  },
+  // A saved adapted model (its manifest entry as JSON text, its record) in place of its base.
+  async install({ entry, record }) {
+    const bytes = new Uint8Array(record);
+    const e = engine.install_model(entry, bytes);
+    adapted[e.id] = { entry, record: bytes };
+    return e;
+  },
+  // Back to the shipped model `model` (its record fetched if it never was).
+  async restore({ model: id }) {
+    delete adapted[id];
+    const shipped = manifest.json.models.find((m) => m.id === id && m.record);
+    if (!shipped) throw { kind: 'model_not_loaded', message: `the ${id} model is not in the manifest` };
+    if (!records[id]) await fetchModels([shipped], (got, total) => post({ type: 'progress', got, total, model: id }));
+    engine.install_model(JSON.stringify(shipped), records[id]);
+    return engine.model_entry(id);
+  },
   // WebAssembly memory only grows, so its size is the peak the module has needed.
   async memory() {
     return { wasm_bytes: wasm?.memory?.buffer?.byteLength ?? 0 };
   },
 };
 
-// Answered at once, not after the queue: showing a slice while a study is scored, and the
-// memory figure (both only read the engine's state).
-const IMMEDIATE = new Set(['view_volume', 'memory']);
+// Answered at once, not after the queue: showing a slice while a study is scored, the memory
+// figure (both only read the engine's state), and a request to cancel the adaptation running.
+const IMMEDIATE = new Set(['view_volume', 'memory', 'adapt_cancel']);
 
 self.onmessage = (ev) => {
   const { id, op, ...args } = ev.data || {};

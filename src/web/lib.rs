@@ -4,7 +4,8 @@
 //! from fetched bytes (SHA-256 checked), analyse file bytes, re-window, Grad-CAM and timings;
 //! open CT studies (a NIfTI file, or a folder's DICOM series added file by file), score them
 //! in steps between which slices can be shown, and cut their axial, coronal and sagittal
-//! views; and hand the page the constants it must not repeat (limits, window presets, colour
+//! views; measure and adapt a model on the user's own labelled images ([`labelled`]); and
+//! hand the page the constants it must not repeat (limits, window presets, colour
 //! maps).
 //! Every error reaches JavaScript as `{kind, message}`; nothing a user supplies can panic
 //! here, and a panic elsewhere is logged by `console_error_panic_hook`. Native builds of the
@@ -16,6 +17,7 @@
 // instead of racing (or panicking).
 #![allow(clippy::await_holding_refcell_ref)]
 
+mod labelled;
 mod libc_shim;
 
 use std::cell::RefCell;
@@ -129,6 +131,8 @@ pub struct Engine {
     /// The study being scored step by step (its index in `State::studies`), apart from the
     /// state so that slices can be shown between steps.
     scoring: Rc<RefCell<Option<(usize, StudyScorer)>>>,
+    /// The user's labelled set and its adaptation ([`labelled`]).
+    own: labelled::OwnCell,
     backend: BackendKind,
 }
 
@@ -196,6 +200,7 @@ impl Engine {
             let engine = Engine {
                 state: Rc::new(RefCell::new(State { models: Models::new(kind, device, manifest), current: None, builder: None, studies: Vec::new() })),
                 scoring: Rc::default(),
+                own: Rc::default(),
                 backend: kind,
             };
             Ok(engine.into())

@@ -9,6 +9,7 @@
 // ES modules are served, precached and loaded, and that its menus come from the engine's
 // page_constants(). It prints sizes and timings per backend and ends with "N passed, N failed".
 import { chromium } from 'playwright-core';
+import { createHash } from 'node:crypto';
 import { execFileSync, execSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -683,6 +684,154 @@ function sizes() {
   return { wasm: wasm.length, wasm_gzip: gzipSync(wasm, { level: 9 }).length, glue_js: js.length, weights: w.length, weights_gzip: gzipSync(w, { level: 9 }).length };
 }
 
+// A small labelled CT set from a hospital the shipped model never trained on (MosMed, one
+// slice per patient): `n` COVID-19 and `n` non-COVID slices, as a CSV of file names for the
+// page and one of absolute paths for the CLI.
+function labelledSet(n) {
+  const rows = readFileSync(join(data, 'ct', 'manifest.csv'), 'utf8').split('\n').slice(1).map((l) => l.split(',')).filter((f) => f[2] === 'mosmed');
+  const pick = (label) => rows.filter((f) => f[1] === label).map((f) => f[0]).sort().slice(0, n);
+  const files = [...pick('covid').map((p) => [p, 'covid']), ...pick('noncovid').map((p) => [p, 'noncovid'])];
+  const dir = mkdtempSync(join(tmpdir(), 'ctxr-labelled-'));
+  const group = (p) => p.split('/').pop().replace(/\.\w+$/, '');
+  writeFileSync(join(dir, 'labels.csv'), `file,label,group\n${files.map(([p, l]) => `${p.split('/').pop()},${l},${group(p)}`).join('\n')}\n`);
+  writeFileSync(join(dir, 'cli.csv'), `file,label,group\n${files.map(([p, l]) => `${join(data, 'ct', p)},${l},${group(p)}`).join('\n')}\n`);
+  return { dir, csv: join(dir, 'labels.csv'), cliCsv: join(dir, 'cli.csv'), images: files.map(([p]) => join(data, 'ct', p)) };
+}
+
+// Evaluate and adapt on the user's own labelled images (issue 12): the page measures the CT
+// model on a labelled set exactly as `ctxr eval --labelled` does (AUC within 1e-3), draws the
+// ROC and moves the threshold; adapts (a cancel mid-epoch leaves the model unchanged; a
+// finished run reports the cross-validated AUC before and after); saves the model to files and
+// to IndexedDB; after a reload, the kept model is used again and classifies as the CLI does with
+// the saved files. No request is made from choosing the data to the end.
+async function labelledCheck(page, requests, backend, numbers) {
+  if (!haveData) { console.log('SKIPPED labelled-set checks: they need ../shared/data'); return; }
+  const set = labelledSet(8);
+  const nReq = requests.length;
+  try {
+    // Wrong inputs, answered in words: one class only (and a row naming a missing file), then
+    // three images, too few to adapt with three folds.
+    const answered = async (files, after) => {
+      const before = await page.evaluate(() => document.getElementById('own-progress').textContent);
+      await page.setInputFiles('#own-files', files);
+      await page.waitForFunction((b) => !document.getElementById('own-message').hidden || (document.getElementById('own-progress').textContent !== b && /^Measured/.test(document.getElementById('own-progress').textContent)), before, { timeout: 120000 });
+      if (after) await after();
+      return page.evaluate(() => ({ message: document.getElementById('own-message').hidden ? '' : document.getElementById('own-message').textContent, aside: document.getElementById('own-aside').textContent, adapt: document.getElementById('own-adapt-result').textContent }));
+    };
+    writeFileSync(join(set.dir, 'one-class.csv'), `file,label\n${set.images.slice(0, 3).map((p) => `${p.split('/').pop()},covid`).join('\n')}\nnot-here.png,covid\n`);
+    const one = await answered([join(set.dir, 'one-class.csv'), ...set.images.slice(0, 3)]);
+    check(/every usable file is labelled 'covid'/.test(one.message), `one class only: "${one.message}"`, JSON.stringify(one));
+    writeFileSync(join(set.dir, 'three.csv'), `file,label\n${set.images.slice(0, 2).map((p) => `${p.split('/').pop()},covid`).join('\n')}\n${set.images.at(-1).split('/').pop()},noncovid\nnot-here.png,covid\nx.png,pneumonia\n`);
+    const three = await answered([join(set.dir, 'three.csv'), ...set.images.slice(0, 2), set.images.at(-1)], async () => {
+      await page.fill('#own-folds', '3');
+      await page.click('#own-adapt-start');
+      await page.waitForFunction(() => ['failed', 'done', 'cancelled'].includes(globalThis.ctxrHooks.adapt?.stage), null, { timeout: 60000 });
+    });
+    check(/not there/.test(three.aside) && /'pneumonia' is not one of the model's classes/.test(three.aside) && /too few to split 3 ways/.test(three.adapt),
+      `a missing file and an unknown label are set aside in words; 3 images are refused for adapting: "${three.adapt}"`, JSON.stringify(three));
+    await page.setInputFiles('#own-files', [set.csv, ...set.images]);
+    await page.waitForFunction((n) => globalThis.ctxrHooks.labelled?.n === n, set.images.length, { timeout: 600000 });
+    const got = await hook(page, 'labelled');
+    const shown = await page.evaluate(() => ({
+      summary: document.getElementById('own-summary').textContent,
+      roc: (document.getElementById('own-roc-curve')?.getAttribute('points') || '').trim().split(/\s+/).length,
+    }));
+    const cliJson = join(set.dir, 'cli.json');
+    execFileSync(cli, ['eval', '--model', 'ct', '--weights', join(www, 'weights'), '--labelled', set.cliCsv, '--json', cliJson], { encoding: 'utf8' });
+    const native = JSON.parse(readFileSync(cliJson, 'utf8'));
+    const nativeAuc = native.assessment.report.auc;
+    numbers.labelled_ms = got.ms;
+    check(got.n === native.files.length && Math.abs(got.auc - nativeAuc) <= 1e-3,
+      `labelled set (${got.n} MosMed slices) measured in ${(got.ms / 1000).toFixed(1)} s: AUC ${got.auc?.toFixed(4)}, the CLI's ${nativeAuc?.toFixed(4)} (within 1e-3)`, JSON.stringify({ got, native: native.assessment.auc_ci }));
+    check(shown.roc > 2 && /AUC \d\.\d{3}, 95 % CI \d\.\d{3}–\d\.\d{3}/.test(shown.summary), `the ROC curve is drawn (${shown.roc} points) and the AUC shown with its interval`, JSON.stringify(shown));
+    // The threshold slider: the confusion at 0.9 counts every image.
+    await page.evaluate(() => { const r = document.getElementById('own-threshold'); r.value = '0.9'; r.dispatchEvent(new Event('input', { bubbles: true })); });
+    await page.waitForFunction(() => document.getElementById('own-threshold-out').textContent === '0.900', null, { timeout: 30000 });
+    const cells = await page.evaluate(() => [...document.querySelectorAll('#own-at table:first-child tbody td')].map((td) => Number(td.textContent)));
+    check(cells.reduce((a, b) => a + b, 0) === got.n, `the confusion at a moved threshold (0.900) counts all ${got.n} images`, JSON.stringify(cells));
+    // The CSV export: a row per image with its probabilities and the decision at the threshold shown.
+    const [csvDownload] = await Promise.all([page.waitForEvent('download', { timeout: 30000 }), page.click('#own-csv')]);
+    const csvPath = join(set.dir, 'export.csv');
+    await csvDownload.saveAs(csvPath);
+    const csvLines = readFileSync(csvPath, 'utf8').trim().split('\n');
+    const decidedCovid = csvLines.slice(1).filter((l) => l.split(',').at(-2) === 'covid').length;
+    check(csvLines[0] === 'file,label,p_noncovid,p_covid,decided,threshold' && csvLines.length === got.n + 1 && decidedCovid === cells[1] + cells[3],
+      `the CSV export has a row per image, decided at the threshold shown (${decidedCovid} called covid, as the confusion says)`, csvLines.slice(0, 3).join(' | '));
+    // A worst-classified file opens in the viewer with its Grad-CAM.
+    const [results0, heat0] = [await hook(page, 'results'), await heatmaps(page)];
+    const worstName = await page.textContent('#own-worst li button');
+    await page.click('#own-worst li button');
+    await page.waitForFunction(([r, h]) => globalThis.ctxrHooks.results > r && globalThis.ctxrHooks.heatmaps > h && globalThis.ctxrHooks.heatmapOf === globalThis.ctxrHooks.results, [results0, heat0], { timeout: 120000 });
+    const opened = await page.evaluate(() => ({ file: document.getElementById('result-file').textContent, model: globalThis.ctxrHooks.current?.model }));
+    check(opened.file.includes(worstName) && opened.model === 'ct', `the worst-classified file ${worstName} opens with its Grad-CAM, read by the CT model`, JSON.stringify(opened));
+    // Cancel mid-epoch: the model in use stays the shipped one.
+    await page.fill('#own-epochs', '2');
+    await page.fill('#own-folds', '3');
+    await page.click('#own-adapt-start');
+    await page.waitForFunction(() => globalThis.ctxrHooks.adapt?.stage === 'step', null, { timeout: 600000 });
+    await page.click('#own-adapt-cancel');
+    await page.waitForFunction(() => ['cancelled', 'done', 'failed'].includes(globalThis.ctxrHooks.adapt?.stage), null, { timeout: 120000 });
+    check((await hook(page, 'adapt')).stage === 'cancelled' && (await hook(page, 'adapted')) === null, 'an adaptation cancelled mid-epoch stops, and the shipped model stays in use');
+    // A whole (short) adaptation: 3 folds, 2 epochs at most.
+    const t0 = Date.now();
+    await page.click('#own-adapt-start');
+    await page.waitForFunction(() => ['cancelled', 'done', 'failed'].includes(globalThis.ctxrHooks.adapt?.stage), null, { timeout: 1200000 });
+    numbers.adapt_16_ct_3_folds_2_epochs_s = Math.round((Date.now() - t0) / 1000);
+    const adapted = await hook(page, 'adapted');
+    const said = await page.evaluate(() => ({ result: document.getElementById('own-adapt-result').textContent, banner: document.getElementById('adapted-banner').hidden ? '' : document.getElementById('adapted-text').textContent, epochs: document.querySelectorAll('#own-epochs-log li').length }));
+    check(adapted && adapted.images === got.n && /AUC \d\.\d{3} \([\d.–]+\) before → \d\.\d{3} \([\d.–]+\) after/.test(said.result) && /adapted locally on \d+ images — not validated/.test(said.banner) && said.epochs > 0,
+      `adapted in ${numbers.adapt_16_ct_3_folds_2_epochs_s} s with per-epoch progress (${said.epochs} epochs logged); the cross-validated AUC is shown before → after and the banner says "not validated"`, JSON.stringify({ adapted, said }));
+    // The README's screenshot of the workflow: the measurement, its plots and the adaptation.
+    if (backend === 'cpu') await page.locator('#own').screenshot({ path: join(root, 'docs', 'adapt.png') });
+    // Save: to files (the record and a manifest naming it) and to IndexedDB.
+    const downloads = [];
+    page.on('download', (d) => downloads.push(d));
+    await page.click('#own-save-file');
+    await page.waitForFunction(() => /^Saved /.test(document.getElementById('own-save-text').textContent), null, { timeout: 30000 });
+    for (let i = 0; i < 50 && downloads.length < 2; i++) await page.waitForTimeout(100);
+    const saved = join(set.dir, 'weights');
+    mkdirSync(saved, { recursive: true });
+    for (const d of downloads) await d.saveAs(join(saved, d.suggestedFilename()));
+    const savedManifest = JSON.parse(readFileSync(join(saved, 'manifest.json'), 'utf8'));
+    const entry = savedManifest.models.find((m) => m.id === 'ct');
+    const sha = createHash('sha256').update(readFileSync(join(saved, entry.record))).digest('hex');
+    check(entry.adapted && entry.sha256 === sha && sha === adapted.sha256 && entry.adapted.base_sha256 && entry.adapted.counts.reduce((a, b) => a + b, 0) === got.n,
+      `saved to files: ${entry.record} (SHA-256 ${sha.slice(0, 12)}… as its manifest entry says) and manifest.json with the base model, data summary and cross-validation`, JSON.stringify(entry.adapted?.counts));
+    for (const m of savedManifest.models.filter((x) => x.id !== 'ct')) writeFileSync(join(saved, m.record), readFileSync(join(www, 'weights', m.record)));
+    await page.click('#own-save-db');
+    await page.waitForFunction(() => globalThis.ctxrHooks.saved >= 1, null, { timeout: 30000 });
+    // The CT model's weights are fetched on first use if no CT image came before (nothing is sent).
+    const during = requests.slice(nReq).filter((q) => !(q.method === 'GET' && /\/weights\/ct\.bpk$/.test(q.url)));
+    check(during.length === 0, `no request from choosing the labelled set to saving the adapted model (${requests.length - nReq - during.length} GET of the CT model on first use)`, during.map((q) => `${q.method} ${q.url}`).join(' '));
+    // Reload: the kept model is listed, used again, and classifies as the CLI does with the saved files.
+    await page.reload();
+    await page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+    await page.waitForFunction(() => globalThis.ctxrHooks.saved >= 1, null, { timeout: 30000 });
+    const nReq2 = requests.length;
+    await page.click('#own-kept li button');
+    await page.waitForFunction(() => globalThis.ctxrHooks.adapted, null, { timeout: 60000 });
+    await setModel(page, 'ct');
+    const probe = { name: set.images[0].split('/').pop(), mimeType: 'application/octet-stream', buffer: readFileSync(set.images[0]) };
+    const r = await dropFile(page, probe);
+    await setModel(page, 'auto');
+    const read = await page.evaluate(() => document.getElementById('model-read').textContent);
+    const stdout = execFileSync(cli, ['analyze', '--weights', saved, '--model', 'ct', set.images[0]], { encoding: 'utf8' });
+    const want = JSON.parse(stdout.split('\n').find((l) => l.startsWith('{'))).probabilities;
+    const diff = want.length === (r.probabilities || []).length ? Math.max(...want.map((p, i) => Math.abs(p - r.probabilities[i]))) : Infinity;
+    check(/adapted locally on \d+ images, not validated/.test(read) && diff <= 1e-4,
+      `after a reload the kept model is used again: "${read.slice(0, 90)}…", probabilities as the CLI's with the saved files (max |Δ| ${diff.toExponential(1)})`, JSON.stringify({ read, got: r.probabilities, want }));
+    check(requests.length === nReq2, `no request from using the kept model to its result (${requests.length - nReq2})`, requests.slice(nReq2).map((q) => q.url).join(' '));
+    await page.click('#adapted-restore');
+    await page.waitForFunction(() => globalThis.ctxrHooks.adapted === null || /[Ee]rror|not /.test(document.getElementById('adapted-text').textContent.slice(0, 40)), null, { timeout: 60000 });
+    const back = await page.evaluate(() => ({ adapted: globalThis.ctxrHooks.adapted, said: document.getElementById('adapted-text').textContent }));
+    check(back.adapted === null, 'the shipped model can be put back in use', JSON.stringify(back));
+  } catch (e) {
+    check(false, 'labelled set: evaluate, adapt, save, reload, use', e.message);
+  } finally {
+    rmSync(set.dir, { recursive: true, force: true });
+  }
+}
+
 async function runBackend(backend, origin) {
   console.log(`\n# backend: ${backend}`);
   const profile = mkdtempSync(join(tmpdir(), 'ctxr-chromium-'));
@@ -795,6 +944,7 @@ async function runBackend(backend, origin) {
       await corpusCheck(page, requests);
       await bigFolderCheck(page, numbers);
     }
+    await labelledCheck(page, requests, backend, numbers);
     const card = await page.evaluate(() => document.querySelectorAll('#card-body svg').length);
     check(card > 0, 'model card panel draws ROC curves from the manifest');
     await page.setViewportSize({ width: 360, height: 800 });
@@ -862,7 +1012,7 @@ function staticChecks() {
 // The page is small ES modules (www/*.js), each opening with a comment on its one job: index.html
 // loads main.js as its only entry, the service worker precaches every module, and the server
 // serves each as JavaScript.
-const PAGE_MODULES = ['main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'study.js', 'card.js', 'worker.js'];
+const PAGE_MODULES = ['main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'study.js', 'card.js', 'labelled.js', 'store.js', 'worker.js'];
 async function moduleChecks(origin) {
   console.log('\n# page modules');
   const html = readFileSync(join(www, 'index.html'), 'utf8');

@@ -240,3 +240,87 @@ fn the_study_results_match_the_page_typedefs() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A user's labelled set measured, the threshold moved, an adapted model's provenance and the
+/// adaptation's progress: what the page's "your labelled images" panel reads.
+#[test]
+fn the_labelled_set_results_match_the_page_typedefs() {
+    use ctxr::model::ModelId;
+    use ctxr::train::adapt::{AdaptConfig, CrossValidated, EpochRecord, FoldRecord, Part, Progress, Provenance, WARNING};
+    use ctxr::train::assess::Measurement;
+    use ctxr::train::labelled::LabelledSet;
+
+    let defs = typedefs();
+    let entry = committed_manifest().model(ModelId::Ct).expect("a CT entry").clone();
+    let csv = "file,label,group\na.png,covid,p1\nb.png,noncovid,p2\nc.png,covid,p3\nd.png,noncovid,p4\ne.png,covid,p5\nf.png,pneumonia,p6\ng.png,covid,p7\na.png,covid,p1\n";
+    let set = LabelledSet::from_csv(csv, "", &entry.classes, |p| p != "g.png").expect("the CSV reads");
+    let logits: Vec<Vec<f32>> = (0..set.items.len()).map(|i| vec![0.0, i as f32 - 2.0]).collect();
+    let m = Measurement::new(&entry, &set, &logits, 5 * 192 * 192);
+    let v = serde_json::to_value(&m).expect("measurement as JSON");
+    let mut problems = Vec::new();
+    check(&defs, "Measurement", &v, &mut problems);
+    check(&defs, "Assessment", &v["assessment"], &mut problems);
+    check_report(&defs, &v["assessment"]["report"], &mut problems);
+    check(&defs, "Interval", &v["assessment"]["auc_ci"], &mut problems);
+    for b in v["assessment"]["reliability"].as_array().expect("bins") {
+        check(&defs, "ReliabilityBin", b, &mut problems);
+    }
+    for w in v["assessment"]["worst"].as_array().expect("worst") {
+        check(&defs, "Miss", w, &mut problems);
+    }
+    let aside = v["set_aside"].as_array().expect("set aside");
+    assert_eq!(aside.len(), 3, "an unknown label, a missing file, a repeated row: {aside:?}");
+    for a in aside {
+        check(&defs, "LabelAside", a, &mut problems);
+    }
+    for f in &set.items {
+        check(&defs, "LabelledFile", &serde_json::to_value(f).expect("file as JSON"), &mut problems);
+    }
+    let at = m.at(0.3).expect("the CT model has an operating point");
+    check(&defs, "AtThreshold", &serde_json::to_value(&at).expect("threshold as JSON"), &mut problems);
+
+    let epoch = EpochRecord { epoch: 1, train_loss: 0.5, train_accuracy: 0.8, held_loss: 0.6, held_auc: Some(0.7) };
+    let fold = FoldRecord {
+        fold: 0,
+        train_images: 3,
+        held_images: 1,
+        test_images: 1,
+        best_epoch: 1,
+        epochs: vec![epoch.clone()],
+        auc_before: Some(0.6),
+        auc_after: Some(0.7),
+    };
+    let p = Provenance {
+        base_sha256: entry.sha256.clone(),
+        base_title: entry.title.clone(),
+        config: AdaptConfig::new(Part::Last),
+        counts: vec![2, 3],
+        grouped: true,
+        cross_validation: CrossValidated {
+            folds: 5,
+            auc_before: Some(0.6),
+            auc_before_ci: m.assessment.auc_ci.clone(),
+            auc_after: Some(0.7),
+            auc_after_ci: m.assessment.auc_ci.clone(),
+            difference_ci: m.assessment.auc_ci.clone(),
+            per_fold: vec![fold.clone()],
+        },
+        final_fit: fold,
+        warning: WARNING.into(),
+    };
+    let pv = serde_json::to_value(&p).expect("provenance as JSON");
+    check(&defs, "Provenance", &pv, &mut problems);
+    check(&defs, "AdaptConfig", &pv["config"], &mut problems);
+    check(&defs, "CrossValidated", &pv["cross_validation"], &mut problems);
+    check(&defs, "FoldRecord", &pv["final_fit"], &mut problems);
+    check(&defs, "EpochRecord", &pv["final_fit"]["epochs"][0], &mut problems);
+    for progress in [
+        Progress::Scored { done: 1, of: 5 },
+        Progress::Step { fit: 0, epoch: 1, loss: 0.5, steps_run: 1, steps_left: 9 },
+        Progress::Epoch { fit: 0, record: epoch, stopping: false },
+        Progress::Done,
+    ] {
+        check(&defs, "AdaptProgress", &serde_json::to_value(&progress).expect("progress as JSON"), &mut problems);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -73,7 +73,7 @@ fn a_labelled_folder_is_assessed_as_the_page_reads_it_and_bad_files_are_set_asid
     assert_eq!(r["counts"], serde_json::json!([24, 24]));
     // Not every file names a patient (the lung-cancer slices are flat), so images are resampled.
     assert_eq!(r["grouped"], false);
-    assert_eq!(r["auc_ci"]["unit"], "images");
+    assert_eq!(r["assessment"]["auc_ci"]["unit"], "images");
 
     // The same files through the page's path: the same probabilities, so the same AUC.
     let models = committed_models();
@@ -89,12 +89,12 @@ fn a_labelled_folder_is_assessed_as_the_page_reads_it_and_bad_files_are_set_asid
         pos.push(placed.iter().find(|(q, _)| q.to_string_lossy() == *f).map(|(_, l)| *l == 1).unwrap());
     }
     let page_auc = auc(&p, &pos);
-    let cli_auc = r["report"]["auc"].as_f64().unwrap();
+    let cli_auc = r["assessment"]["report"]["auc"].as_f64().unwrap();
     assert!((page_auc - cli_auc).abs() < 1e-5, "page {page_auc} vs CLI {cli_auc}");
-    let (lo, hi) = (r["auc_ci"]["lo"].as_f64().unwrap(), r["auc_ci"]["hi"].as_f64().unwrap());
+    let (lo, hi) = (r["assessment"]["auc_ci"]["lo"].as_f64().unwrap(), r["assessment"]["auc_ci"]["hi"].as_f64().unwrap());
     assert!(lo <= cli_auc && cli_auc <= hi && hi - lo > 0.0, "{lo}–{hi} around {cli_auc}");
-    assert_eq!(r["reliability"].as_array().unwrap().iter().map(|b| b["n"].as_u64().unwrap()).sum::<u64>(), 48);
-    assert_eq!(r["worst"].as_array().unwrap().len(), 20);
+    assert_eq!(r["assessment"]["reliability"].as_array().unwrap().iter().map(|b| b["n"].as_u64().unwrap()).sum::<u64>(), 48);
+    assert_eq!(r["assessment"]["worst"].as_array().unwrap().len(), 20);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -15,7 +15,7 @@ use super::study::{Progress, StudyError, StudyScore, score_study};
 use crate::decode::{MedImage, Plane, Volume, Window, decode_frame};
 use crate::explain::{Colormap, opacity, to_original};
 use crate::imaging::{Letterbox, PreprocessConfig, Preprocessed, Region, WindowChoice, render, resize, resolve_window};
-use crate::model::{BackendKind, Manifest, Modality, ModelId, WeightsError, decode_options};
+use crate::model::{BackendKind, Manifest, Modality, ModelEntry, ModelId, WeightsError, decode_options};
 
 /// Longest side of the display copy of an image (the page's canvases).
 pub const DISPLAY_MAX_SIDE: u32 = 768;
@@ -71,6 +71,8 @@ pub enum AnalyzeError {
     NoSlice { plane: Plane, index: u32, count: u32 },
     #[error("no study is open (or study {0} is not one of those opened)")]
     NoStudy(usize),
+    #[error("only a CT or X-ray model can be replaced by an adapted one, not the input gate")]
+    GateNotReplaceable,
 }
 
 impl AnalyzeError {
@@ -86,6 +88,7 @@ impl AnalyzeError {
             AnalyzeError::Study(StudyError::NotCt(_)) => "not_ct",
             AnalyzeError::NoSlice { .. } => "no_slice",
             AnalyzeError::NoStudy(_) => "no_study",
+            AnalyzeError::GateNotReplaceable => "bad_request",
         }
     }
 }
@@ -270,6 +273,26 @@ impl Models {
             }
         }
         Ok(())
+    }
+
+    /// Load a model whose entry is not the manifest's, in place of that model: an adapted
+    /// model the user saved or just made. Its record is checked against `entry`'s SHA-256;
+    /// on success the entry replaces the manifest's, so that every later answer (title,
+    /// operating point, cautions) describes these weights.
+    pub fn install(&mut self, entry: ModelEntry, record: &[u8]) -> Result<(), AnalyzeError> {
+        if entry.id == ModelId::Gate {
+            return Err(AnalyzeError::GateNotReplaceable);
+        }
+        let clf = Classifier::load(entry.clone(), record, self.device.clone())?;
+        self.classifiers.retain(|c| c.entry.id != entry.id);
+        self.classifiers.push(clf);
+        self.manifest.upsert(entry);
+        Ok(())
+    }
+
+    /// The input gate, once loaded (a user's labelled files are read past it as every file is).
+    pub fn gate(&self) -> Option<&Gatekeeper> {
+        self.gate.as_ref()
     }
 
     pub fn loaded(&self) -> Vec<ModelId> {

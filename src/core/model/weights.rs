@@ -13,7 +13,7 @@ use super::id::ModelId;
 
 /// Why a manifest or a record could not be used. The upstream error is kept: as the source
 /// where the library's type is an `Error` in every build, as a field otherwise (burn's
-/// `RecordError` is an `Error` only with `std`, which the browser build lacks).
+/// `RecordError` is an `Error` only with `std`, which a build without `train` lacks).
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("the manifest could not be read: {0}")]

@@ -12,7 +12,7 @@
 //! as the 8-bit squares the model saw (what [`crate::imaging::Preprocessed::seen`] holds), a
 //! quarter of f32: 1,000 CT slices at 192² take 37 MB.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -21,7 +21,7 @@ use crate::explain::CamError;
 use crate::explain::gradcam::read;
 use crate::infer::decision::softmax;
 pub use crate::model::adapted::{AdaptConfig, CrossValidated, EpochRecord, FoldRecord, Part, Provenance, WARNING};
-use crate::model::{AugmentConfig, Cnn, ModelEntry, OperatingPoint};
+use crate::model::{AugmentConfig, Cnn, DISCLAIMER, ModelEntry, OperatingPoint, RecordDtype, WeightsError, record_bytes, sha256_hex};
 use crate::train::assess::{RESAMPLES, bootstrap, fold_mean_auc, headline_auc};
 use crate::train::augment::{Rng, augment};
 use crate::train::folds::grouped_folds;
@@ -51,6 +51,8 @@ pub enum AdaptError {
     Device(#[from] CamError),
     #[error("the adaptation has not finished")]
     Unfinished,
+    #[error(transparent)]
+    Record(#[from] WeightsError),
 }
 
 /// A user's labelled images as the model's 8-bit input squares, with labels and patients.
@@ -127,8 +129,35 @@ pub struct Adapted {
     pub after: Vec<Vec<f64>>,
 }
 
-/// What one call of [`Adaptation::advance`] did.
-#[derive(Debug, Clone, PartialEq)]
+impl Adapted {
+    /// The adapted record (f32) and its manifest entry, which takes the place of `base`'s: the
+    /// title says it was adapted locally and is not validated, the provenance says from what
+    /// and on what, and the base's evaluation is dropped because it measured other weights.
+    /// The CLI writes the pair to a weights folder, the page to a file and IndexedDB. Async:
+    /// the weights are read back from the device with awaited reads (WebGPU requires it).
+    pub async fn entry(&self, base: &ModelEntry) -> Result<(ModelEntry, Vec<u8>), AdaptError> {
+        let bytes = record_bytes(&to_host(&self.model).await?, false)?;
+        let n: usize = self.provenance.counts.iter().sum();
+        let entry = ModelEntry {
+            title: format!("{} — adapted locally on {n} images, not validated", base.title),
+            record: format!("{}.adapted.bpk", base.id),
+            sha256: sha256_hex(&bytes),
+            record_bytes: bytes.len() as u64,
+            dtype: RecordDtype::F32,
+            temperature: Some(self.temperature as f32),
+            operating_point: self.operating_point.clone(),
+            evaluation: None,
+            adapted: Some(Box::new(self.provenance.clone())),
+            notes: vec![WARNING.into(), DISCLAIMER.into()],
+            ..base.clone()
+        };
+        Ok((entry, bytes))
+    }
+}
+
+/// What one call of [`Adaptation::advance`] did (tagged `stage` for the page's worker).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
 pub enum Progress {
     /// The base model scored a batch of the set (the "before").
     Scored { done: usize, of: usize },
@@ -547,6 +576,52 @@ impl Adaptation {
     }
 }
 
+/// Every float tensor of a module (weights and running statistics), flattened, in visit order.
+struct Flatten(Vec<(Tensor<1>, Vec<usize>)>);
+
+impl ModuleVisitor for Flatten {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let dims = t.dims().to_vec();
+        let n = dims.iter().product::<usize>();
+        self.0.push((t.reshape([n]), dims));
+    }
+}
+
+/// Puts host values back in visit order, on the host device.
+struct Place {
+    values: std::vec::IntoIter<(Vec<f32>, Vec<usize>)>,
+    device: Device,
+}
+
+impl ModuleMapper for Place {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.values.next() {
+            Some((v, dims)) => {
+                let device = self.device.clone();
+                param.map(|_| Tensor::from_data(TensorData::new(v, dims), &device))
+            }
+            None => param,
+        }
+    }
+}
+
+/// A copy of `model` (inference copy) on the CPU, each tensor read back with an awaited read:
+/// a browser's WebGPU cannot read a tensor synchronously, and a record is written from host
+/// memory, so an adapted model is brought here before [`record_bytes`].
+async fn to_host(model: &Cnn) -> Result<Cnn, CamError> {
+    let m = model.valid();
+    let mut flat = Flatten(Vec::new());
+    m.visit(&mut flat);
+    let mut values = Vec::with_capacity(flat.0.len());
+    for (t, dims) in flat.0 {
+        values.push((read(t).await?, dims));
+    }
+    // Every tensor is replaced by its host copy; no device-to-device transfer (itself a
+    // synchronous read on WebGPU) is asked of the backend.
+    Ok(m.map(&mut Place { values: values.into_iter(), device: crate::model::device::cpu() }))
+}
+
 /// Mean cross-entropy weighted per class as burn's weighted loss is (Σ wᵧ·(−log pᵧ) / Σ wᵧ).
 fn weighted_nll(logits: &[Vec<f32>], truth: &[usize], weights: &[f32]) -> f64 {
     let (mut num, mut den) = (0.0, 0.0);
@@ -736,5 +811,13 @@ mod tests {
         assert!(r.provenance.final_fit.best_epoch > 0, "{:?}", r.provenance.final_fit);
         let w = |m: &Cnn| m.head_weight().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
         assert_ne!(w(&base), w(&r.model));
+    }
+
+    /// The host copy holds the same weights and running statistics: its record is the model's.
+    #[test]
+    fn the_host_copy_writes_the_same_record() {
+        let model = ModelConfig::new(2).init_seeded(&Device::flex(), 7);
+        let host = pollster::block_on(to_host(&model)).expect("read back");
+        assert_eq!(record_bytes(&host, false).unwrap(), record_bytes(&model, false).unwrap());
     }
 }

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::infer::decision::{argmax, softmax};
-use crate::model::OperatingPoint;
 use crate::model::report::{AtOperatingPoint, Report};
 pub use crate::model::report::{Interval, Resampled};
+use crate::model::{ModelEntry, ModelId, OperatingPoint};
+use crate::train::labelled::{LabelledSet, SetAside};
 use crate::train::metrics::auc;
 use crate::train::report::{Outputs, at_operating_point, finite, report};
 
@@ -191,10 +192,72 @@ pub fn reliability(probs: &[Vec<f64>], truth: &[usize], bins: usize) -> Vec<Reli
         .collect()
 }
 
+/// The decisions at a threshold the user chose: the counts, and each image's decided class
+/// (so that an export lists the decisions the counts are made of).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AtThreshold {
+    #[serde(flatten)]
+    pub at: AtOperatingPoint,
+    pub decided: Vec<usize>,
+}
+
 /// The decisions at `threshold` on the positive class of `op` (the page's threshold slider).
-pub fn at_threshold(probs: &[Vec<f64>], truth: &[usize], classes: &[String], op: &OperatingPoint, threshold: f64) -> AtOperatingPoint {
+pub fn at_threshold(probs: &[Vec<f64>], truth: &[usize], classes: &[String], op: &OperatingPoint, threshold: f64) -> AtThreshold {
     let moved = OperatingPoint { threshold, ..op.clone() };
-    at_operating_point(probs, truth, classes, &moved)
+    let decided = probs.iter().map(|p| moved.decide(p, classes)).collect();
+    AtThreshold { at: at_operating_point(probs, truth, classes, &moved), decided }
+}
+
+/// A model measured on a user's labelled set, as the page shows it: the assessment with
+/// each usable file's label and probabilities (for the threshold, the export and the files
+/// to open), the files set aside, and what the images take in memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub model: ModelId,
+    pub title: String,
+    pub classes: Vec<String>,
+    /// The usable files, in the order of `truth`, `probabilities` and the assessment's indices.
+    pub files: Vec<String>,
+    pub truth: Vec<usize>,
+    pub probabilities: Vec<Vec<f64>>,
+    pub counts: Vec<usize>,
+    pub grouped: bool,
+    pub set_aside: Vec<SetAside>,
+    pub assessment: Assessment,
+    /// The stored operating point the threshold starts from (none: no threshold to move).
+    pub operating_point: Option<OperatingPoint>,
+    /// Bytes the images take as the model's 8-bit input (what an adaptation keeps).
+    pub image_bytes: usize,
+}
+
+impl Measurement {
+    /// Measure the model of `entry` from its `logits` on the usable files of `set`, in order.
+    pub fn new(entry: &ModelEntry, set: &LabelledSet, logits: &[Vec<f32>], image_bytes: usize) -> Self {
+        let truth: Vec<usize> = set.items.iter().map(|i| i.label).collect();
+        let groups: Vec<Option<String>> = set.items.iter().map(|i| i.group.clone()).collect();
+        let t = f64::from(entry.temperature());
+        let op = entry.operating_point.clone();
+        Measurement {
+            model: entry.id,
+            title: entry.title.clone(),
+            classes: entry.classes.clone(),
+            files: set.items.iter().map(|i| i.path.clone()).collect(),
+            probabilities: logits.iter().map(|l| softmax(l, t)).collect(),
+            counts: set.counts(),
+            grouped: set.grouped(),
+            set_aside: set.set_aside.clone(),
+            assessment: assess(&entry.classes, logits, &truth, &groups, t, op.as_ref()),
+            operating_point: op,
+            truth,
+            image_bytes,
+        }
+    }
+
+    /// The decisions at `threshold`, or `None` for a model without an operating point.
+    pub fn at(&self, threshold: f64) -> Option<AtThreshold> {
+        let op = self.operating_point.as_ref()?;
+        Some(at_threshold(&self.probabilities, &self.truth, &self.classes, op, threshold.clamp(0.0, 1.0)))
+    }
 }
 
 /// Assess a model from its logits on a labelled set: `truth[i]` indexes `classes`,
@@ -344,10 +407,13 @@ mod tests {
         };
         let low = at_threshold(&probs, &t, &classes(), &op, 0.2);
         let high = at_threshold(&probs, &t, &classes(), &op, 0.8);
-        let sens = |a: &AtOperatingPoint| a.per_class[1].sensitivity.unwrap();
-        let spec = |a: &AtOperatingPoint| a.per_class[1].specificity.unwrap();
+        let sens = |a: &AtThreshold| a.at.per_class[1].sensitivity.unwrap();
+        let spec = |a: &AtThreshold| a.at.per_class[1].specificity.unwrap();
         assert!(sens(&low) > sens(&high) && spec(&low) < spec(&high));
-        assert_eq!(low.threshold, 0.2);
-        assert_eq!(at_threshold(&probs, &t, &classes(), &op, 0.5), at_operating_point(&probs, &t, &classes(), &op));
+        assert_eq!(low.at.threshold, 0.2);
+        assert_eq!(at_threshold(&probs, &t, &classes(), &op, 0.5).at, at_operating_point(&probs, &t, &classes(), &op));
+        // Each image's decision agrees with the counts.
+        let covid_decided = low.decided.iter().filter(|&&d| d == 1).count() as u64;
+        assert_eq!(covid_decided, low.at.confusion.iter().map(|row| row[1]).sum::<u64>());
     }
 }

@@ -60,10 +60,11 @@ fn print_set(name: &str, r: &Report) {
     }
 }
 
-fn print_labelled(r: &LabelledEvaluation) {
+fn print_labelled(e: &LabelledEvaluation) {
+    let r = &e.measurement;
     let a = &r.assessment;
     let counts: Vec<String> = a.report.classes.iter().zip(&r.counts).map(|(c, n)| format!("{n} {c}")).collect();
-    println!("{} on {}: {} usable images ({}), {} set aside", r.model, r.labelled, a.report.n, counts.join(", "), r.set_aside.len());
+    println!("{} on {}: {} usable images ({}), {} set aside", r.model, e.labelled, a.report.n, counts.join(", "), r.set_aside.len());
     print_set("labelled", &a.report);
     match &a.auc_ci {
         Some(ci) => println!(

@@ -14,8 +14,8 @@ use ctxr::model::report::{
     Acceptance, AskRow, AskRule, AskTable, EvaluationSets, GateEvaluation, HeadlineSet, ModelEvaluation, PhotoCheck, PhotoRefusals, Report,
 };
 use ctxr::model::{ModelId, decode_options};
-use ctxr::train::assess::{Assessment, assess};
-use ctxr::train::labelled::{Intake, Labelled, LabelledSet, SetAside, Why};
+use ctxr::train::assess::Measurement;
+use ctxr::train::labelled::{Intake, Labelled, LabelledSet, Why};
 use ctxr::train::report::{Outputs, full_report};
 use serde::Serialize;
 
@@ -114,20 +114,13 @@ pub fn evaluate_csv(clf: &Classifier, csv: &Path) -> Result<CsvEvaluation, LabEr
     Ok(CsvEvaluation { model: clf.entry.id, manifest: csv.display().to_string(), report: evaluate_samples(clf, &samples) })
 }
 
-/// `ctxr eval --labelled`: a model on a user's own labelled images.
+/// `ctxr eval --labelled`: a model on a user's own labelled images — the page's measurement
+/// (the same type, so the JSON is the page's) plus the set's path.
 #[derive(Debug, Serialize)]
 pub struct LabelledEvaluation {
-    pub model: ModelId,
     pub labelled: String,
-    /// Whether every usable file names its patient (else the interval resamples images).
-    pub grouped: bool,
-    /// Usable files per class.
-    pub counts: Vec<usize>,
-    /// The usable files, in the order of the assessment's indices.
-    pub files: Vec<String>,
     #[serde(flatten)]
-    pub assessment: Assessment,
-    pub set_aside: Vec<SetAside>,
+    pub measurement: Measurement,
 }
 
 /// Read a labelled set: a folder whose subfolders are class names, or a CSV `file,label[,group]`.
@@ -192,18 +185,8 @@ pub fn evaluate_labelled(clf: &Classifier, gate: Option<&Gatekeeper>, path: &Pat
         let refs: Vec<&Preprocessed> = chunk.iter().collect();
         logits.extend(pollster::block_on(clf.predict_batch(&refs))?.into_iter().map(|p| p.logits));
     }
-    let truth: Vec<usize> = set.items.iter().map(|i| i.label).collect();
-    let groups: Vec<Option<String>> = set.items.iter().map(|i| i.group.clone()).collect();
-    let assessment = assess(&clf.entry.classes, &logits, &truth, &groups, f64::from(clf.entry.temperature()), clf.entry.operating_point.as_ref());
-    Ok(LabelledEvaluation {
-        model: clf.entry.id,
-        labelled: path.display().to_string(),
-        grouped: set.grouped(),
-        counts: set.counts(),
-        files: set.items.iter().map(|i| i.path.clone()).collect(),
-        assessment,
-        set_aside: set.set_aside,
-    })
+    let image_bytes = inputs.iter().map(|p| p.seen.len()).sum();
+    Ok(LabelledEvaluation { labelled: path.display().to_string(), measurement: Measurement::new(&clf.entry, &set, &logits, image_bytes) })
 }
 
 /// The gate's default evaluation: acceptance per source on the external sets and on fold 0 of

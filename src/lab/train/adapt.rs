@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use ctxr::infer::{Classifier, Gatekeeper};
-use ctxr::model::{DISCLAIMER, Manifest, ModelEntry, RecordDtype, record_bytes, sha256_hex};
-use ctxr::train::adapt::{AdaptConfig, Adaptation, Adapted, Examples, Progress, WARNING};
+use ctxr::model::{Manifest, ModelEntry};
+use ctxr::train::adapt::{AdaptConfig, Adaptation, Adapted, Examples, Progress};
 use ctxr::train::labelled::SetAside;
 
 use super::write;
@@ -75,23 +75,7 @@ pub fn write_adapted(base_dir: &Path, manifest: &Manifest, base: &ModelEntry, ad
         let bytes = std::fs::read(&from).map_err(|err| LabError::io(&from, err))?;
         write(&out.join(&e.record), &bytes)?;
     }
-    let bytes = record_bytes(&adapted.model, false)?;
-    let p = &adapted.provenance;
-    let n: usize = p.counts.iter().sum();
-    let entry = ModelEntry {
-        title: format!("{} — adapted locally on {n} images, not validated", base.title),
-        record: format!("{}.adapted.bpk", base.id),
-        sha256: sha256_hex(&bytes),
-        record_bytes: bytes.len() as u64,
-        dtype: RecordDtype::F32,
-        temperature: Some(adapted.temperature as f32),
-        operating_point: adapted.operating_point.clone(),
-        // The base model's measurements describe other weights.
-        evaluation: None,
-        adapted: Some(Box::new(p.clone())),
-        notes: vec![WARNING.into(), DISCLAIMER.into()],
-        ..base.clone()
-    };
+    let (entry, bytes) = pollster::block_on(adapted.entry(base))?;
     write(&out.join(&entry.record), &bytes)?;
     let mut m = manifest.clone();
     m.upsert(entry.clone());
