@@ -17,6 +17,7 @@ const own = {
   result: null, // the engine's measurement of it
   at: null, // decisions at the threshold shown
   adapted: null, // {entry, record, manifest} of the adaptation last finished (to save)
+  inUse: new Map(), // id → {entry (JSON text), record}: adapted models in use, installed again in a new worker
   onOpen: () => {}, // open a file in the viewer with a given model
   onModelChange: () => {}, // the model in use changed (entry)
 };
@@ -263,6 +264,7 @@ async function adapt() {
   try {
     const out = await call('adapt', { part: $('own-part').value, epochs, folds });
     own.adapted = { entry: out.entry, record: out.record, manifest: out.manifest };
+    own.inUse.set(out.entry.id, { entry: JSON.stringify(out.entry), record: out.record });
     $('own-adapt-result').textContent = describeCv(out.entry) + ` Adapting took ${(out.ms / 1000).toFixed(0)} s. The adapted model is now the one in use.`;
     $('own-save').hidden = false;
     record({ adapt: { stage: 'done', fit: null, epoch: null, steps_run: null, ms: Math.round(out.ms) } });
@@ -331,6 +333,7 @@ function saveToFiles() {
 async function install(entryText, bytes) {
   try {
     const entry = await call('install', { entry: entryText, record: bytes });
+    own.inUse.set(entry.id, { entry: entryText, record: bytes });
     inUse(entry);
     $('own-load-text').textContent = `Now in use: ${entry.title}.`;
   } catch (e) { $('own-load-text').textContent = e.message || String(e); }
@@ -368,6 +371,22 @@ async function loadFiles(files) {
   await install(JSON.stringify(entry), new Uint8Array(await bpk.arrayBuffer()));
 }
 
+/**
+ * Install again the adapted models in use after the engine started in a new worker (another
+ * backend, or a restart after a fault), so that the model in use never changes silently.
+ */
+export async function reinstallAdapted() {
+  for (const [id, m] of own.inUse) {
+    try {
+      inUse(await call('install', m));
+    } catch (e) {
+      own.inUse.delete(id);
+      $('adapted-text').textContent = `The adapted model could not be used again (${e.message || e}); the shipped model is in use.`;
+      record({ adapted: null });
+    }
+  }
+}
+
 /** Wire the panel: `onOpen(file, path, model)` opens a file in the viewer. */
 export function setupLabelled({ onOpen, onModelChange }) {
   own.onOpen = onOpen;
@@ -396,7 +415,11 @@ export function setupLabelled({ onOpen, onModelChange }) {
   $('own-save-file').addEventListener('click', saveToFiles);
   $('own-load').addEventListener('change', (e) => { loadFiles(e.target.files); e.target.value = ''; });
   $('adapted-restore').addEventListener('click', async (e) => {
-    try { inUse(await call('restore', { model: e.target.dataset.id })); } catch (err) { $('adapted-text').textContent = err.message || String(err); }
+    try {
+      const entry = await call('restore', { model: e.target.dataset.id });
+      own.inUse.delete(entry.id);
+      inUse(entry);
+    } catch (err) { $('adapted-text').textContent = err.message || String(err); }
   });
   listKept();
 }

@@ -11,7 +11,7 @@ import { clearViewer, configureViewer, setupViewer, shownRow } from './viewer.js
 import { configureBatch, recordStudy, setupBatch, updateRow } from './batch.js';
 import { clearStudy, configureStudy, setupStudy } from './study.js';
 import { renderModelCard } from './card.js';
-import { setupLabelled } from './labelled.js';
+import { reinstallAdapted, setupLabelled } from './labelled.js';
 
 const $ = (id) => document.getElementById(id);
 const engine = {
@@ -42,6 +42,9 @@ async function initEngine() {
       renderModelCard($('card-body'), r.manifest);
       engine.cardDrawn = true;
     }
+    // An adapted model in use before this start is the one in use after it.
+    await reinstallAdapted();
+    if (generation !== engine.generation) return;
     record({ backend: r.backend, startupMs: Math.round(r.startup_ms), constants });
     setStatus('ready', { engine: engineName(r.backend, true), how: `(${r.how}${times ? `: ${times}` : ''})` });
     // Why WebGPU could not start, for the curious (hover), not for the sentence.

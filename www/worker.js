@@ -16,9 +16,6 @@ let wasm = null; // the module's exports (its linear memory is reported by `memo
 let records = null; // id → Uint8Array (kept to restart on another backend without refetching)
 let choice = null;
 let queue = Promise.resolve();
-// Adapted models in use ({entry: JSON text, record}), by id: installed again when the engine
-// restarts on another backend, so the model in use never silently changes.
-const adapted = {};
 let cancelAdapt = false;
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
@@ -103,7 +100,6 @@ async function withModel(run) {
 async function start(backend) {
   const e = await Engine.create(backend, manifest.text);
   for (const [id, bytes] of Object.entries(records)) e.load_model(id, bytes);
-  for (const m of Object.values(adapted)) e.install_model(m.entry, m.record);
   return e;
 }
 
@@ -270,23 +266,19 @@ const ops = {
       if (p.stage === 'done') break;
     }
     const out = await engine.adapt_finish();
-    adapted[out.entry.id] = { entry: JSON.stringify(out.entry), record: out.record.slice() };
     return [{ entry: out.entry, record: out.record, manifest: out.manifest, ms: performance.now() - t0 }, [out.record.buffer]];
   },
   async adapt_cancel() {
     cancelAdapt = true;
     return true;
   },
-  // A saved adapted model (its manifest entry as JSON text, its record) in place of its base.
+  // An adapted model (its manifest entry as JSON text, its record) in place of its base: one
+  // the user kept or loaded, or the one in use when the page started a new worker.
   async install({ entry, record }) {
-    const bytes = new Uint8Array(record);
-    const e = engine.install_model(entry, bytes);
-    adapted[e.id] = { entry, record: bytes };
-    return e;
+    return engine.install_model(entry, new Uint8Array(record));
   },
   // Back to the shipped model `model` (its record fetched if it never was).
   async restore({ model: id }) {
-    delete adapted[id];
     const shipped = manifest.json.models.find((m) => m.id === id && m.record);
     if (!shipped) throw { kind: 'model_not_loaded', message: `the ${id} model is not in the manifest` };
     if (!records[id]) await fetchModels([shipped], (got, total) => post({ type: 'progress', got, total, model: id }));

@@ -821,6 +821,21 @@ async function labelledCheck(page, requests, backend, numbers) {
     check(/adapted locally on \d+ images, not validated/.test(read) && diff <= 1e-4,
       `after a reload the kept model is used again: "${read.slice(0, 90)}…", probabilities as the CLI's with the saved files (max |Δ| ${diff.toExponential(1)})`, JSON.stringify({ read, got: r.probabilities, want }));
     check(requests.length === nReq2, `no request from using the kept model to its result (${requests.length - nReq2})`, requests.slice(nReq2).map((q) => q.url).join(' '));
+    // Another backend starts a new worker: the adapted model is installed again, not dropped.
+    const chosen = await page.inputValue('#backend-select');
+    await page.selectOption('#backend-select', 'cpu');
+    await page.waitForFunction(() => globalThis.ctxrHooks.state === 'loading', null, { timeout: 30000 }).catch(() => {});
+    await page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+    await setModel(page, 'ct');
+    const again = await dropFile(page, probe);
+    const readAgain = await page.evaluate(() => document.getElementById('model-read').textContent);
+    await setModel(page, 'auto');
+    const diffAgain = Math.max(...want.map((p, i) => Math.abs(p - (again.probabilities || [])[i])));
+    check(/adapted locally on \d+ images, not validated/.test(readAgain) && diffAgain <= 1e-4 && (await hook(page, 'adapted')) !== null,
+      `after switching the backend to the CPU the adapted model is still the one in use (max |Δ| to the CLI ${diffAgain.toExponential(1)})`, JSON.stringify({ readAgain, got: again.probabilities }));
+    await page.selectOption('#backend-select', chosen);
+    await page.waitForFunction(() => globalThis.ctxrHooks.state === 'loading', null, { timeout: 30000 }).catch(() => {});
+    await page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
     await page.click('#adapted-restore');
     await page.waitForFunction(() => globalThis.ctxrHooks.adapted === null || /[Ee]rror|not /.test(document.getElementById('adapted-text').textContent.slice(0, 40)), null, { timeout: 60000 });
     const back = await page.evaluate(() => ({ adapted: globalThis.ctxrHooks.adapted, said: document.getElementById('adapted-text').textContent }));
