@@ -349,6 +349,21 @@ function footer(sec, entry, disclaimer) {
 }
 
 // ---------- sections ----------
+// An adapted model (`entry.adapted`): what it was adapted from and on, and the only evidence
+// there is for it, the cross-validation on the user's own set. The rest of the card describes
+// the base model.
+function adaptedBox(p, classes) {
+  const box = el('div', 'mc-op');
+  const cv = obj(p.cross_validation);
+  const ci = (c) => (isObj(c) ? `${fmt(c.lo)}–${fmt(c.hi)}` : DASH);
+  const counts = arr(p.counts).map((n, i) => `${int(n)} ${str(classes[i])}`).join(', ');
+  box.append(el('h4', null, 'Adapted locally: not validated'));
+  box.append(el('p', null, `Fine-tuned in this browser or with ctxr adapt (trained: ${str(obj(p.config).part)}) on the user's own ${counts} images${p.grouped ? ', grouped by patient' : ', without patient ids'}, from ${str(p.base_title)} (SHA-256 ${str(p.base_sha256).slice(0, 12)}…).`));
+  box.append(el('p', null, `Cross-validated on that set (${int(cv.folds)} folds): AUC ${fmt(cv.auc_before)} (${ci(cv.auc_before_ci)}) before, ${fmt(cv.auc_after)} (${ci(cv.auc_after_ci)}) after; paired interval of the difference ${ci(cv.difference_ci)}. That is all the evidence there is: ${str(p.warning)}.`));
+  box.append(el('p', 'mc-muted', 'The numbers below describe the base model before adapting.'));
+  return box;
+}
+
 function renderClassifier(entry, disclaimer) {
   const sec = el('section', 'mc-model');
   const ev = obj(entry.evaluation), sets = obj(ev.sets), tr = obj(entry.training), cv = obj(tr.cross_validation);
@@ -356,9 +371,10 @@ function renderClassifier(entry, disclaimer) {
   const classes = arr(entry.classes);
   sec.append(heading(3, str(entry.title || entry.id), sec));
   if (entry.definition) sec.append(el('p', 'mc-definition', `What it decides: ${str(entry.definition)}`));
+  if (isObj(entry.adapted)) safely(sec, () => adaptedBox(entry.adapted, classes));
   safely(sec, () => facts(entry));
 
-  sec.append(el('h4', null, 'Headline numbers'));
+  sec.append(el('h4', null, isObj(entry.adapted) ? 'Headline numbers (of the base model, before adapting)' : 'Headline numbers'));
   safely(sec, () => stats([
     ['External test n', int(ext.n)],
     ['External accuracy', fmt(ext.accuracy)],

@@ -778,9 +778,15 @@ async function labelledCheck(page, requests, backend, numbers) {
     await page.waitForFunction(() => ['cancelled', 'done', 'failed'].includes(globalThis.ctxrHooks.adapt?.stage), null, { timeout: 1200000 });
     numbers.adapt_16_ct_3_folds_2_epochs_s = Math.round((Date.now() - t0) / 1000);
     const adapted = await hook(page, 'adapted');
-    const said = await page.evaluate(() => ({ result: document.getElementById('own-adapt-result').textContent, banner: document.getElementById('adapted-banner').hidden ? '' : document.getElementById('adapted-text').textContent, epochs: document.querySelectorAll('#own-epochs-log li').length }));
-    check(adapted && adapted.images === got.n && /AUC \d\.\d{3} \([\d.–]+\) before → \d\.\d{3} \([\d.–]+\) after/.test(said.result) && /adapted locally on \d+ images — not validated/.test(said.banner) && said.epochs > 0,
-      `adapted in ${numbers.adapt_16_ct_3_folds_2_epochs_s} s with per-epoch progress (${said.epochs} epochs logged); the cross-validated AUC is shown before → after and the banner says "not validated"`, JSON.stringify({ adapted, said }));
+    const said = await page.evaluate(() => ({
+      result: document.getElementById('own-adapt-result').textContent,
+      banner: document.getElementById('adapted-banner').hidden ? '' : document.getElementById('adapted-text').textContent,
+      epochs: document.querySelectorAll('#own-epochs-log li').length,
+      card: [...document.querySelectorAll('#card-body .mc-op')].map((e) => e.textContent).find((t) => t.startsWith('Adapted locally: not validated')) || '',
+    }));
+    check(adapted && adapted.images === got.n && /AUC \d\.\d{3} \([\d.–]+\) before → \d\.\d{3} \([\d.–]+\) after/.test(said.result) && /adapted locally on \d+ images — not validated/.test(said.banner) && said.epochs > 0
+      && new RegExp(`${got.n / 2} noncovid, ${got.n / 2} covid images`).test(said.card),
+      `adapted in ${numbers.adapt_16_ct_3_folds_2_epochs_s} s with per-epoch progress (${said.epochs} epochs logged); the cross-validated AUC is shown before → after, and the banner and the model card say "not validated"`, JSON.stringify({ adapted, said }));
     // The README's screenshot of the workflow: the measurement, its plots and the adaptation.
     if (backend === 'cpu') await page.locator('#own').screenshot({ path: join(root, 'docs', 'adapt.png') });
     // Save: to files (the record and a manifest naming it) and to IndexedDB.
