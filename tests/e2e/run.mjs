@@ -842,10 +842,19 @@ async function labelledCheck(page, requests, backend, numbers) {
     await page.selectOption('#backend-select', chosen);
     await page.waitForFunction(() => globalThis.ctxrHooks.state === 'loading', null, { timeout: 30000 }).catch(() => {});
     await page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
-    await page.click('#adapted-restore');
-    await page.waitForFunction(() => globalThis.ctxrHooks.adapted === null || /[Ee]rror|not /.test(document.getElementById('adapted-text').textContent.slice(0, 40)), null, { timeout: 60000 });
-    const back = await page.evaluate(() => ({ adapted: globalThis.ctxrHooks.adapted, said: document.getElementById('adapted-text').textContent }));
+    const restore = async () => {
+      await page.click('#adapted-restore');
+      await page.waitForFunction(() => globalThis.ctxrHooks.adapted === null || /[Ee]rror|not /.test(document.getElementById('adapted-text').textContent.slice(0, 40)), null, { timeout: 60000 });
+      return page.evaluate(() => ({ adapted: globalThis.ctxrHooks.adapted, said: document.getElementById('adapted-text').textContent }));
+    };
+    const back = await restore();
     check(back.adapted === null, 'the shipped model can be put back in use', JSON.stringify(back));
+    // The saved files load the adapted model again.
+    await page.setInputFiles('#own-load', [join(saved, entry.record), join(saved, 'manifest.json')]);
+    await page.waitForFunction((sha) => globalThis.ctxrHooks.adapted?.sha256 === sha || /^(Pick|.*not JSON|.*names no)/.test(document.getElementById('own-load-text').textContent), sha, { timeout: 60000 });
+    const loaded = await page.evaluate(() => ({ adapted: globalThis.ctxrHooks.adapted, said: document.getElementById('own-load-text').textContent }));
+    check(loaded.adapted?.sha256 === sha && /adapted locally on \d+ images, not validated/.test(loaded.said), `the saved .bpk and manifest.json load the adapted model back: "${loaded.said.slice(0, 60)}…"`, JSON.stringify(loaded));
+    check((await restore()).adapted === null, 'and the shipped model is put back again');
   } catch (e) {
     check(false, 'labelled set: evaluate, adapt, save, reload, use', e.message);
   } finally {
