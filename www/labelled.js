@@ -165,7 +165,8 @@ function render(r) {
   const patients = r.grouped ? 'grouped by the patients you named' : 'no patient ids: every image counts as its own patient';
   $('own-summary').textContent = `${r.title} on your ${r.files.length} images (${r.classes.map((c, i) => `${r.counts[i]} ${c}`).join(', ')}): `
     + `${rep.auc !== undefined ? 'AUC' : 'macro AUC'} ${f3(auc)}, 95 % CI ${ci(r.assessment.auc_ci)} (bootstrap over patients, ${patients}); `
-    + `accuracy at arg-max ${pctx(rep.accuracy)}; ECE ${f3(rep.ece_calibrated ?? rep.ece_raw)}.`;
+    + `accuracy at arg-max ${pctx(rep.accuracy)}; ECE ${f3(rep.ece_calibrated ?? rep.ece_raw)}.`
+    + (own.inUse.has(r.model) ? ' The model in use was adapted locally: on the images it adapted on these are training numbers, not a test (the cross-validated result of the adaptation is).' : '');
   $('own-leak').hidden = r.grouped;
   const aside = $('own-aside');
   aside.replaceChildren(...r.set_aside.map((s) => el('li', null, `${s.path}${s.line ? ` (line ${s.line})` : ''}: ${s.words}`)));
