@@ -266,7 +266,7 @@ async function adapt() {
     const out = await call('adapt', { part: $('own-part').value, epochs, folds });
     own.adapted = { entry: out.entry, record: out.record, manifest: out.manifest };
     own.inUse.set(out.entry.id, { entry: JSON.stringify(out.entry), record: out.record });
-    $('own-adapt-result').textContent = describeCv(out.entry) + ` Adapting took ${(out.ms / 1000).toFixed(0)} s. The adapted model is now the one in use.`;
+    $('own-adapt-result').textContent = describeCv(out.entry, out.verdict) + ` Adapting took ${(out.ms / 1000).toFixed(0)} s. The adapted model is now the one in use.`;
     $('own-save').hidden = false;
     record({ adapt: { stage: 'done', fit: null, epoch: null, steps_run: null, ms: Math.round(out.ms) } });
     inUse(out.entry);
@@ -281,15 +281,12 @@ async function adapt() {
   }
 }
 
-// The cross-validated comparison, in words.
-function describeCv(entry) {
+// The cross-validated comparison, in words, with the engine's verdict on the gain.
+function describeCv(entry, verdict) {
   const p = entry.adapted;
   const cv = p.cross_validation;
   const n = p.counts.reduce((a, b) => a + b, 0);
   const gain = cv.difference_ci;
-  const verdict = !gain ? 'too few images to judge the difference'
-    : gain.lo > 0 ? (cv.auc_after_ci && cv.auc_before_ci && cv.auc_after_ci.lo > cv.auc_before_ci.hi ? 'better: the intervals do not overlap' : 'better by the paired interval, though the two separate intervals overlap')
-      : gain.hi < 0 ? 'worse' : 'no difference the data can show';
   return `Cross-validated on your ${n} images (${cv.folds} folds by patient; each fold scored by a model that never trained on it): `
     + `AUC ${f3(cv.auc_before)} (${ci(cv.auc_before_ci)}) before → ${f3(cv.auc_after)} (${ci(cv.auc_after_ci)}) after; `
     + `difference ${gain ? `${f3(gain.lo)} to ${f3(gain.hi)}` : '—'} (paired 95 % interval): ${verdict}. `

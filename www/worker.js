@@ -249,7 +249,7 @@ const ops = {
     return engine.labelled_threshold(value);
   },
   // Adapt the measured set's model, one batch per engine call; between calls the worker
-  // reports progress and lets a cancel in. Resolves to {entry, record, manifest, ms}; the adapted model
+  // reports progress and lets a cancel in. Resolves to {entry, record, manifest, verdict, ms}; the adapted model
   // is then the one in use.
   async adapt({ part, epochs, folds }) {
     cancelAdapt = false;
@@ -266,7 +266,7 @@ const ops = {
       if (p.stage === 'done') break;
     }
     const out = await engine.adapt_finish();
-    return [{ entry: out.entry, record: out.record, manifest: out.manifest, ms: performance.now() - t0 }, [out.record.buffer]];
+    return [{ entry: out.entry, record: out.record, manifest: out.manifest, verdict: out.verdict, ms: performance.now() - t0 }, [out.record.buffer]];
   },
   async adapt_cancel() {
     cancelAdapt = true;

@@ -215,10 +215,10 @@ impl Engine {
     }
 
     /// The finished adaptation's model, installed in place of its base for the rest of the
-    /// session: resolves to `{entry, manifest, record: Uint8Array}` — the manifest entry (title
+    /// session: resolves to `{entry, manifest, verdict, record: Uint8Array}` — the manifest entry (title
     /// "adapted locally on N images, not validated", base SHA-256, data summary,
     /// cross-validation), the engine's manifest with it (JSON text, what `ctxr adapt` writes
-    /// beside the record) and the record to save.
+    /// beside the record), the verdict on the gain in words and the record to save.
     pub fn adapt_finish(&self) -> Promise {
         let (state, own) = (self.state.clone(), self.own.clone());
         future_to_promise(async move {
@@ -229,7 +229,8 @@ impl Engine {
             let mut st = state.try_borrow_mut().map_err(|_| busy())?;
             st.models.install(entry.clone(), &record).map_err(|e| analyze_error(&e))?;
             st.current = None;
-            let o = to_js(&serde_json::json!({ "entry": entry, "manifest": st.models.manifest.to_json() }))?;
+            let verdict = adapted.provenance.cross_validation.verdict();
+            let o = to_js(&serde_json::json!({ "entry": entry, "manifest": st.models.manifest.to_json(), "verdict": verdict }))?;
             set_bytes(&o, "record", &record);
             Ok(o)
         })

@@ -130,6 +130,21 @@ pub struct CrossValidated {
     pub per_fold: Vec<FoldRecord>,
 }
 
+impl CrossValidated {
+    /// The verdict on the gain, in words: the CLI prints it and the page shows it, from this
+    /// one rule. Separate intervals that do not overlap say most; the paired interval of the
+    /// difference (the same patients in each resample) is the test of a gain.
+    pub fn verdict(&self) -> &'static str {
+        match (&self.auc_before_ci, &self.auc_after_ci, &self.difference_ci) {
+            (Some(b), Some(a), _) if a.lo > b.hi => "the adapted model is better: its interval lies above the base model's",
+            (_, _, Some(d)) if d.lo > 0.0 => "the adapted model is better by the paired interval, though the two separate intervals overlap",
+            (_, _, Some(d)) if d.hi < 0.0 => "the adapted model is WORSE on this set: keep the base model",
+            (_, _, Some(_)) => "no gain shown: the interval of the difference includes zero",
+            (_, _, None) => "too few images of a class to judge the difference",
+        }
+    }
+}
+
 /// What an adapted model's manifest entry says about how it was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -148,3 +163,32 @@ pub struct Provenance {
 
 /// What every adapted model says about itself.
 pub const WARNING: &str = "adapted locally on the user's own images — not validated: the cross-validated AUC on that set is the only evidence, small sets overfit, and its interval shows how little a small set can tell";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::report::Resampled;
+
+    fn ci(lo: f64, hi: f64) -> Option<Interval> {
+        Some(Interval { lo, hi, level: 0.95, resamples: 1000, unit: Resampled::Patients })
+    }
+
+    /// One rule for the CLI and the page: separate intervals apart, then the paired interval.
+    #[test]
+    fn the_verdict_reads_the_separate_then_the_paired_interval() {
+        let cv = |b, a, d| CrossValidated {
+            folds: 5,
+            auc_before: Some(0.7),
+            auc_before_ci: b,
+            auc_after: Some(0.8),
+            auc_after_ci: a,
+            difference_ci: d,
+            per_fold: Vec::new(),
+        };
+        assert!(cv(ci(0.6, 0.7), ci(0.75, 0.85), ci(0.05, 0.15)).verdict().contains("lies above"));
+        assert!(cv(ci(0.6, 0.8), ci(0.7, 0.9), ci(0.01, 0.1)).verdict().contains("paired interval"));
+        assert!(cv(ci(0.6, 0.8), ci(0.5, 0.7), ci(-0.2, -0.01)).verdict().contains("WORSE"));
+        assert!(cv(ci(0.6, 0.8), ci(0.6, 0.8), ci(-0.02, 0.02)).verdict().contains("includes zero"));
+        assert!(cv(None, None, None).verdict().contains("too few"));
+    }
+}

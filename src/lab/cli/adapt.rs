@@ -145,12 +145,7 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
             auc(f.auc_after)
         );
     }
-    let verdict = match (&cv.auc_before_ci, &cv.auc_after_ci, &cv.difference_ci) {
-        (Some(b), Some(af), _) if af.lo > b.hi => "the adapted model is better: its interval lies above the base model's",
-        (_, _, Some(d)) if d.lo > 0.0 => "the adapted model is better by the paired interval, though the two separate intervals overlap",
-        (_, _, Some(d)) if d.hi < 0.0 => "the adapted model is WORSE on this set: keep the base model",
-        _ => "no gain shown: the interval of the difference includes zero",
-    };
+    let verdict = cv.verdict();
     println!("    {verdict}");
     let entry = write_adapted(&a.weights, &manifest, &clf.entry, &r.adapted, &a.out)?;
     println!(
