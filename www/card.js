@@ -94,7 +94,7 @@ function list(items, cls = 'mc-list') {
  * A table in a horizontally scrollable wrapper. `rows` are arrays of cells; the
  * first cell of each row is its row header. A cell is a value or {text|node, cls}.
  */
-function table(caption, head, rows, cls = '') {
+export function table(caption, head, rows, cls = '') {
   const t = el('table', `mc-table ${cls}`.trim());
   t.append(el('caption', null, caption));
   if (head) {

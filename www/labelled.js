@@ -8,7 +8,7 @@
 // Nothing here computes a metric: the engine does, so page and CLI agree.
 import { call, onWorkerProgress } from './rpc.js';
 import { record } from './hooks.js';
-import { el, svg } from './card.js';
+import { el, svg, table } from './card.js';
 import { forget, keep, kept } from './store.js';
 
 const $ = (id) => document.getElementById(id);
@@ -111,24 +111,6 @@ function reliabilitySvg(r) {
   s.append(svg('text', { x: x(0.5), y: W - 4, 'text-anchor': 'middle', 'font-size': 10 }, 'confidence'));
   s.append(svg('text', { x: 10, y: y(0.5), 'text-anchor': 'middle', 'font-size': 10, transform: `rotate(-90 10 ${y(0.5)})` }, 'accuracy'));
   return s;
-}
-
-function table(caption, head, rows) {
-  const t = el('table', 'mc-table');
-  t.append(el('caption', null, caption));
-  const tr = el('tr');
-  for (const h of head) tr.append(el('th', null, h));
-  const thead = el('thead');
-  thead.append(tr);
-  t.append(thead);
-  const body = el('tbody');
-  for (const r of rows) {
-    const row = el('tr');
-    r.forEach((v, i) => row.append(el(i === 0 ? 'th' : 'td', null, v)));
-    body.append(row);
-  }
-  t.append(body);
-  return t;
 }
 
 // The decisions at a threshold: confusion and per-class rows (the engine counts them).

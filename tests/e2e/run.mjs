@@ -747,7 +747,7 @@ async function labelledCheck(page, requests, backend, numbers) {
     // The threshold slider: the confusion at 0.9 counts every image.
     await page.evaluate(() => { const r = document.getElementById('own-threshold'); r.value = '0.9'; r.dispatchEvent(new Event('input', { bubbles: true })); });
     await page.waitForFunction(() => document.getElementById('own-threshold-out').textContent === '0.900', null, { timeout: 30000 });
-    const cells = await page.evaluate(() => [...document.querySelectorAll('#own-at table:first-child tbody td')].map((td) => Number(td.textContent)));
+    const cells = await page.evaluate(() => [...document.querySelectorAll('#own-at > :first-child table tbody td')].map((td) => Number(td.textContent)));
     check(cells.reduce((a, b) => a + b, 0) === got.n, `the confusion at a moved threshold (0.900) counts all ${got.n} images`, JSON.stringify(cells));
     // The CSV export: a row per image with its probabilities and the decision at the threshold shown.
     const [csvDownload] = await Promise.all([page.waitForEvent('download', { timeout: 30000 }), page.click('#own-csv')]);
