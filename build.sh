@@ -8,6 +8,8 @@
 #   ./build.sh lint     rustfmt --check, clippy (native and wasm32) with warnings denied
 #   ./build.sh test     lint, the hostile corpus (`ctxr corpus`), cargo test (release), then the
 #                       browser tests (Chromium, WebGPU and CPU)
+#   ./build.sh bench    build, export the networks to ONNX, then time ctxr against onnxruntime-web
+#                       in Chromium (tests/e2e/bench-infer.mjs): a benchmark that prints numbers
 #
 # With CI=true the wasm is built with a leaner profile (no LTO, no wasm-opt) to fit CI's time.
 # With CTXR_REQUIRE_DATA=1 (set by .ci/run) a test that needs ../shared or a wgpu adapter fails
@@ -22,6 +24,7 @@ WASM_BINDGEN_VERSION=0.2.130
 BINARYEN_VERSION=132.0.0
 PLAYWRIGHT_VERSION=1.65.1
 AXE_VERSION=4.14.1
+ORT_WEB_VERSION=1.30.0
 
 apt_updated=""
 apt_install() {
@@ -59,6 +62,12 @@ node_deps() {
   local have=1
   [ -d node_modules/playwright-core ] && [ -f node_modules/axe-core/axe.min.js ] || have=0
   if [ "${CI:-}" != "true" ] && [ ! -x node_modules/.bin/wasm-opt ]; then have=0; fi
+  # The speed benchmark's other runtime. One npm call installs everything: without a
+  # package.json, `npm install --no-save` removes the packages it was not given.
+  if [ "${1:-}" = bench ] || [ -d node_modules/onnxruntime-web ]; then
+    want+=("onnxruntime-web@$ORT_WEB_VERSION")
+    [ -d node_modules/onnxruntime-web/dist ] || have=0
+  fi
   if [ "$have" = 0 ]; then
     log "npm install ${want[*]}"
     npm install --no-save --no-audit --no-fund --loglevel=error "${want[@]}"
@@ -121,10 +130,23 @@ run_tests() {
   node tests/e2e/run.mjs
 }
 
+bench() {
+  node_deps bench
+  build_web
+  log "cargo build --release -p ctxr-lab (ctxr export-onnx)"
+  cargo build --release -q -p ctxr-lab --bin ctxr
+  mkdir -p target/bench/onnx
+  for m in cxr ct; do target/release/ctxr export-onnx --model "$m" --out "target/bench/onnx/$m.onnx"; done
+  log "speed benchmark (tests/e2e/bench-infer.mjs)"
+  test_deps
+  node tests/e2e/bench-infer.mjs "$@"
+}
+
 case "${1:-build}" in
   build) build_web ;;
   serve) build_web; node tests/e2e/server.mjs www "${PORT:-8080}" ;;
   lint) lint ;;
   test) run_tests ;;
-  *) echo "usage: $0 [build|serve|lint|test]" >&2; exit 2 ;;
+  bench) shift; bench "$@" ;;
+  *) echo "usage: $0 [build|serve|lint|test|bench]" >&2; exit 2 ;;
 esac

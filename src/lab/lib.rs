@@ -1,6 +1,6 @@
 //! ctxr's lab: everything that happens on a developer's machine and never in the browser —
 //! reading the shared data sets ([`data`]), choosing recipes and splits ([`recipe`]), training
-//! runs ([`train`]), evaluation reports ([`eval`]), the model card ([`card`]) and the hostile-input
+//! runs ([`train`]), evaluation reports ([`eval`]), ONNX export for benchmarks ([`onnx`]), the model card ([`card`]) and the hostile-input
 //! [`corpus`] the decoders are tested against. The `ctxr`
 //! command line (`cli/`) presents it. It builds on the wasm-safe core (`ctxr`), which holds
 //! everything the page shares with it.
@@ -9,6 +9,7 @@ pub mod card;
 pub mod corpus;
 pub mod data;
 pub mod eval;
+pub mod onnx;
 pub mod recipe;
 pub mod train;
 
@@ -60,6 +61,8 @@ pub enum LabError {
     Cam(#[from] ctxr::explain::CamError),
     #[error(transparent)]
     Adapt(#[from] ctxr::train::adapt::AdaptError),
+    #[error(transparent)]
+    Export(#[from] onnx::ExportError),
     #[error("{0}")]
     Usage(String),
 }

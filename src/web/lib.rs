@@ -37,8 +37,19 @@ use ctxr::infer::study::{self, MIN_STUDY_SLICES, OpenStudy, StudyScorer};
 use ctxr::model::device::{self, BackendKind};
 use ctxr::model::{Manifest, Modality, ModelId, decode_options};
 
+// The static constructors of the module's dependencies (cubecl registers about 4,900 for its
+// WGSL compiler). Called once, here: a module whose exports never call them is linked
+// "command-style", and wasm-ld then runs every constructor at the start of *every* export —
+// each engine call, each malloc from the glue — which cost milliseconds per call (issue 16).
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
+    // SAFETY: the linker's constructor list, run once before any other export (wasm-bindgen
+    // calls the start function first, on instantiation).
+    unsafe { __wasm_call_ctors() };
     console_error_panic_hook::set_once();
 }
 
@@ -235,6 +246,26 @@ impl Engine {
             let ms = st.models.benchmark(id, runs).await.map_err(|e| analyze_error(&e))?;
             Ok(ms.into())
         })
+    }
+
+    /// The logits of model `id` for one preprocessed input (`S × S` values): the forward pass
+    /// alone, which the speed benchmark times against onnxruntime-web (tests/e2e/bench-infer.mjs).
+    pub fn logits(&self, id: String, input: Vec<f32>) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let id = model_id(&id)?;
+            let st = state.try_borrow().map_err(|_| busy())?;
+            let v = st.models.logits(id, input).await.map_err(|e| analyze_error(&e))?;
+            Ok(js_sys::Float32Array::from(v.as_slice()).into())
+        })
+    }
+
+    /// The CPU forward pass of model `id` on `input`, layer by layer: `[{layer, output, macs,
+    /// ms}]` (median of `runs`), or `null` on WebGPU. For the speed benchmark.
+    pub fn profile(&self, id: String, input: Vec<f32>, runs: usize) -> Result<JsValue, JsValue> {
+        let st = self.state.try_borrow().map_err(|_| busy())?;
+        let v = st.models.profile(model_id(&id)?, input, runs.min(1000)).map_err(|e| analyze_error(&e))?;
+        to_js(&v)
     }
 
     /// Analyse file bytes. `request` is `{model: "auto"|"ct"|"cxr", window: {kind: "auto"} |

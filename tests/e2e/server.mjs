@@ -1,6 +1,7 @@
 // server.mjs — a small static file server for www/, bound to 127.0.0.1 only (used by
 // `./build.sh serve` and by the browser tests). GET/HEAD only, no directory listing, paths
-// confined to the served folder, correct MIME types for .wasm and ES modules.
+// confined to the served folder, correct MIME types for .wasm and ES modules. `headers` are
+// added to every response (the speed benchmark serves a cross-origin-isolated copy with them).
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
@@ -12,7 +13,7 @@ const TYPES = {
   '.png': 'image/png', '.svg': 'image/svg+xml', '.txt': 'text/plain; charset=utf-8',
 };
 
-export function serve(root, port = 0) {
+export function serve(root, port = 0, headers = {}) {
   const base = resolve(root);
   const server = createServer(async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') { res.writeHead(405).end(); return; }
@@ -24,7 +25,7 @@ export function serve(root, port = 0) {
       const s = await stat(file);
       if (!s.isFile()) throw new Error('not a file');
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache' });
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache', ...headers });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');

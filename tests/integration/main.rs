@@ -11,6 +11,7 @@ mod contracts;
 mod corpus;
 mod decoder_references;
 mod devices;
+mod fused;
 mod gradcam;
 mod labelled;
 mod layout;

@@ -64,8 +64,19 @@ pub async fn grad_cam(model: &Cnn, input: Tensor<4>, class: usize, layer: usize)
     if layer == 0 || layer > stages {
         return Err(CamError::NoSuchLayer { layer, stages });
     }
+    let a = model.trunk_until(input.detach(), layer - 1);
+    grad_cam_from(model, a, dims[2], class, layer).await
+}
+
+/// Grad-CAM from `a`, the output of stage `layer` (1-based) for one `size × size` input,
+/// however it was computed: the gradient flows from the class logit back to `a` only.
+pub async fn grad_cam_from(model: &Cnn, a: Tensor<4>, size: usize, class: usize, layer: usize) -> Result<Cam, CamError> {
+    let stages = model.num_stages();
+    if layer == 0 || layer > stages {
+        return Err(CamError::NoSuchLayer { layer, stages });
+    }
     let k = layer - 1;
-    let a = model.trunk_until(input.detach(), k).detach().autodiff().require_grad();
+    let a = a.detach().autodiff().require_grad();
     let logits = model.forward_from(a.clone(), k);
     let [_, classes] = logits.dims();
     if class >= classes {
@@ -82,7 +93,6 @@ pub async fn grad_cam(model: &Cnn, input: Tensor<4>, class: usize, layer: usize)
     let score_v = read(score.without_autodiff()).await?.first().copied().unwrap_or(0.0);
     let alphas = read(alphas.reshape([c])).await?;
     let linear = read(linear).await?;
-    let size = dims[2];
     let relu_map: Vec<f32> = linear.iter().map(|v| v.max(0.0)).collect();
     let peak = relu_map.iter().copied().fold(0.0f32, f32::max);
     let heat = upsample_normalised(&relu_map, w, h, size, peak);

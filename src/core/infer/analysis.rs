@@ -15,7 +15,7 @@ use super::study::{Progress, StudyError, StudyScore, score_study};
 use crate::decode::{MedImage, Plane, Volume, Window, decode_frame};
 use crate::explain::{Colormap, opacity, to_original};
 use crate::imaging::{Letterbox, PreprocessConfig, Preprocessed, Region, WindowChoice, render, resize, resolve_window};
-use crate::model::{BackendKind, Manifest, Modality, ModelEntry, ModelId, WeightsError, decode_options};
+use crate::model::{BackendKind, LayerTime, Manifest, Modality, ModelEntry, ModelId, WeightsError, decode_options};
 
 /// Longest side of the display copy of an image (the page's canvases).
 pub const DISPLAY_MAX_SIDE: u32 = 768;
@@ -73,6 +73,8 @@ pub enum AnalyzeError {
     NoStudy(usize),
     #[error("only a CT or X-ray model can be replaced by an adapted one, not the input gate")]
     GateNotReplaceable,
+    #[error("the model reads {expected} values ({size} × {size}), got {got}")]
+    InputSize { size: usize, expected: usize, got: usize },
 }
 
 impl AnalyzeError {
@@ -88,7 +90,7 @@ impl AnalyzeError {
             AnalyzeError::Study(StudyError::NotCt(_)) => "not_ct",
             AnalyzeError::NoSlice { .. } => "no_slice",
             AnalyzeError::NoStudy(_) => "no_study",
-            AnalyzeError::GateNotReplaceable => "bad_request",
+            AnalyzeError::GateNotReplaceable | AnalyzeError::InputSize { .. } => "bad_request",
         }
     }
 }
@@ -225,16 +227,17 @@ pub struct Current {
 }
 
 /// Milliseconds since an arbitrary start (`performance.now()` in a browser, where
-/// `std::time::Instant` does not exist).
+/// `std::time::Instant` does not exist). Imported directly: looking `performance.now` up by
+/// reflection on every call cost milliseconds per call in Chromium.
 pub fn now_ms() -> f64 {
     #[cfg(target_arch = "wasm32")]
     {
-        let perf = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
-        let now = perf.as_ref().and_then(|p| js_sys::Reflect::get(p, &"now".into()).ok().map(|f| (p.clone(), f)));
-        match now.and_then(|(p, f)| f.dyn_into::<js_sys::Function>().ok().and_then(|f| f.call0(&p).ok())).and_then(|v| v.as_f64()) {
-            Some(t) => t,
-            None => js_sys::Date::now(),
+        #[wasm_bindgen::prelude::wasm_bindgen]
+        extern "C" {
+            #[wasm_bindgen(js_namespace = performance, js_name = now)]
+            fn performance_now() -> f64;
         }
+        performance_now()
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -243,9 +246,6 @@ pub fn now_ms() -> f64 {
         START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1000.0
     }
 }
-
-#[cfg(target_arch = "wasm32")]
-use js_sys::wasm_bindgen::JsCast;
 
 /// The loaded models on one device.
 pub struct Models {
@@ -318,13 +318,7 @@ impl Models {
     pub async fn benchmark(&self, id: ModelId, runs: usize) -> Result<f64, AnalyzeError> {
         let clf = self.classifier(id)?;
         let s = clf.entry.preprocess.input_size as usize;
-        let blank = Preprocessed {
-            size: s as u32,
-            input: vec![0.0; s * s],
-            seen: Vec::new(),
-            letterbox: Letterbox { x: 0, y: 0, width: s as u32, height: s as u32, source: Region::FULL },
-            window: Window { center: 0.5, width: 1.0 },
-        };
+        let blank = model_input(s, vec![0.0; s * s]);
         clf.predict(&blank).await?;
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs.max(1) {
@@ -333,6 +327,28 @@ impl Models {
             times.push(now_ms() - t);
         }
         Ok(median(&mut times))
+    }
+
+    /// The logits of model `id` for one input as preprocessing makes it (`S × S` values,
+    /// row-major): the forward pass alone, for benchmarks against other runtimes.
+    pub async fn logits(&self, id: ModelId, input: Vec<f32>) -> Result<Vec<f32>, AnalyzeError> {
+        let clf = self.classifier(id)?;
+        let size = clf.entry.preprocess.input_size as usize;
+        if input.len() != size * size {
+            return Err(AnalyzeError::InputSize { size, expected: size * size, got: input.len() });
+        }
+        Ok(clf.predict(&model_input(size, input)).await?.logits)
+    }
+
+    /// The CPU forward pass of model `id` on `input`, layer by layer (median ms of `runs`):
+    /// `None` on WebGPU.
+    pub fn profile(&self, id: ModelId, input: Vec<f32>, runs: usize) -> Result<Option<Vec<LayerTime>>, AnalyzeError> {
+        let clf = self.classifier(id)?;
+        let size = clf.entry.preprocess.input_size as usize;
+        if input.len() != size * size {
+            return Err(AnalyzeError::InputSize { size, expected: size * size, got: input.len() });
+        }
+        Ok(clf.profile(&model_input(size, input), runs, &now_ms))
     }
 
     /// Decode, gate, preprocess and classify one file.
@@ -577,4 +593,15 @@ pub fn display_image(img: &MedImage, window: Window) -> (Vec<u8>, u32, u32) {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A model input given directly (no image behind it): the whole frame is content.
+fn model_input(size: usize, input: Vec<f32>) -> Preprocessed {
+    Preprocessed {
+        size: size as u32,
+        input,
+        seen: Vec::new(),
+        letterbox: Letterbox { x: 0, y: 0, width: size as u32, height: size as u32, source: Region::FULL },
+        window: Window { center: 0.5, width: 1.0 },
+    }
 }

@@ -1,15 +1,16 @@
 //! Classifier: one model, its manifest entry and the device it runs on, chosen at run time.
-//! Turns preprocessed images into calibrated class probabilities and Grad-CAM maps.
+//! Turns preprocessed images into calibrated class probabilities and Grad-CAM maps. On the CPU
+//! every forward pass runs on the batch-norm-folded network ([`crate::model::fused`]); burn runs
+//! them on WebGPU, and runs every backward pass (Grad-CAM's gradients) on either device.
 
-use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use super::decision::{argmax, softmax};
 use crate::decode::{DecodeError, DecodeOptions, MedImage, decode};
-use crate::explain::gradcam::{Cam, CamError, grad_cam, read};
+use crate::explain::gradcam::{Cam, CamError, grad_cam_from, read};
 use crate::imaging::{PreprocessError, Preprocessed, WindowChoice, preprocess};
-use crate::model::{Cnn, Modality, ModelEntry, WeightsError, load_model};
+use crate::model::{Cnn, FusedCnn, LayerTime, Modality, ModelEntry, WeightsError, load_model};
 
 /// Why an image could not be classified.
 #[derive(Debug, thiserror::Error)]
@@ -55,18 +56,17 @@ pub struct Classifier {
     pub entry: ModelEntry,
     model: Cnn,
     device: Device,
+    /// On the CPU, the same network with batch-norm folded, which runs every forward pass
+    /// (`model` then serves Grad-CAM's backward pass and adaptation).
+    fused: Option<FusedCnn>,
 }
 
 impl Classifier {
     /// Load from record bytes (hash-checked against the manifest entry).
     pub fn load(entry: ModelEntry, record: &[u8], device: Device) -> Result<Self, WeightsError> {
         let model = load_model(entry.expected(), record, &device)?;
-        Ok(Classifier { entry, model, device })
-    }
-
-    /// Wrap a model already in memory (in inference mode) with its entry.
-    pub fn from_model(entry: ModelEntry, model: Cnn, device: Device) -> Self {
-        Classifier { entry, model: model.valid(), device }
+        let fused = if device == Device::flex() { Some(FusedCnn::from_cnn(&model)?) } else { None };
+        Ok(Classifier { entry, model, device, fused })
     }
 
     pub fn model(&self) -> &Cnn {
@@ -97,9 +97,13 @@ impl Classifier {
         Ok((img, p))
     }
 
+    fn input_size(&self) -> usize {
+        self.entry.preprocess.input_size as usize
+    }
+
     /// A batch tensor `[n, 1, S, S]` on this classifier's device.
     pub fn batch_tensor(&self, items: &[&Preprocessed]) -> Tensor<4> {
-        let s = self.entry.preprocess.input_size as usize;
+        let s = self.input_size();
         let mut data = Vec::with_capacity(items.len() * s * s);
         for p in items {
             data.extend_from_slice(&p.input);
@@ -114,8 +118,10 @@ impl Classifier {
         }
         let n = items.len();
         let k = self.entry.classes.len();
-        let logits = self.model.forward(self.batch_tensor(items));
-        let flat = read(logits.reshape([n * k])).await?;
+        let flat = match &self.fused {
+            Some(f) => items.iter().flat_map(|p| f.forward(&p.input, self.input_size())).collect(),
+            None => read(self.model.forward(self.batch_tensor(items)).reshape([n * k])).await?,
+        };
         if flat.len() != n * k {
             return Err(ClassifyError::Output { expected: n * k, got: flat.len() });
         }
@@ -140,14 +146,38 @@ impl Classifier {
         }
     }
 
+    /// Where a forward pass of `p` spends its time, layer by layer (median of `runs`, clock
+    /// `now` in ms); `None` off the CPU, where the layers run as burn's device schedules them.
+    pub fn profile(&self, p: &Preprocessed, runs: usize, now: &dyn Fn() -> f64) -> Option<Vec<LayerTime>> {
+        self.fused.as_ref().map(|f| f.profile(&p.input, self.input_size(), runs, now))
+    }
+
     /// Grad-CAM for `class` at stage `layer` (1-based).
     pub async fn explain(&self, p: &Preprocessed, class: usize, layer: usize) -> Result<Cam, ClassifyError> {
-        let x = self.batch_tensor(&[p]);
-        Ok(grad_cam(&self.model, x, class, layer).await?)
+        let stages = self.model.num_stages();
+        if layer == 0 || layer > stages {
+            return Err(CamError::NoSuchLayer { layer, stages }.into());
+        }
+        // The forward pass to the target stage needs no gradient: the fused network runs it
+        // on the CPU, and the backward pass starts from its output.
+        let a = match &self.fused {
+            Some(f) => f.trunk_until(&p.input, self.input_size(), layer - 1).to_tensor(&self.device),
+            None => self.model.trunk_until(self.batch_tensor(&[p]), layer - 1),
+        };
+        Ok(grad_cam_from(&self.model, a, self.input_size(), class, layer).await?)
     }
 
     /// Gate features (pooled last two stages) and logits for a batch, row-major `[n, features]`.
     pub async fn features(&self, items: &[&Preprocessed]) -> Result<(Vec<f32>, Vec<f32>), ClassifyError> {
+        if let Some(fused) = &self.fused {
+            let (mut features, mut logits) = (Vec::new(), Vec::new());
+            for p in items {
+                let (f, l) = fused.gate_features(&p.input, self.input_size());
+                features.extend(f);
+                logits.extend(l);
+            }
+            return Ok((features, logits));
+        }
         let n = items.len();
         let (f, l) = self.model.gate_features(self.batch_tensor(items));
         let [_, d] = f.dims();

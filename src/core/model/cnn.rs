@@ -74,6 +74,11 @@ impl ConvBn {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.bn.forward(self.conv.forward(x))
     }
+
+    /// The layers, read-only: folded for the CPU (`model::fused`), exported by the lab.
+    pub fn parts(&self) -> (&Conv2d, &BatchNorm) {
+        (&self.conv, &self.bn)
+    }
 }
 
 /// Residual basic block: 3×3 conv-BN-ReLU, 3×3 conv-BN, plus a (projected) shortcut, ReLU.
@@ -97,6 +102,11 @@ impl Block {
         };
         let y = relu(self.a.forward(x));
         relu(self.b.forward(y) + shortcut)
+    }
+
+    /// The layers, read-only: folded for the CPU (`model::fused`), exported by the lab.
+    pub fn parts(&self) -> (&ConvBn, &ConvBn, Option<&ConvBn>) {
+        (&self.a, &self.b, self.down.as_ref())
     }
 }
 
@@ -160,6 +170,11 @@ impl Cnn {
             Some(s) => s.forward(a),
             None => a,
         }
+    }
+
+    /// The layers, read-only: folded for the CPU (`model::fused`), exported by the lab.
+    pub fn parts(&self) -> (&ConvBn, &[Block], &Linear) {
+        (&self.stem, &self.stages, &self.head)
     }
 
     /// The head's weight `[features, classes]` (for CAM).

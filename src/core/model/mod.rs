@@ -1,4 +1,4 @@
-//! Model: the network ([`cnn`]), the ids of models and modalities ([`id`]), the manifest that describes each trained model ([`manifest`])
+//! Model: the network ([`cnn`]) and its batch-norm-folded CPU inference form ([`fused`]), the ids of models and modalities ([`id`]), the manifest that describes each trained model ([`manifest`])
 //! with its training [`recipe`] and measured [`report`]s, loading and saving its weights
 //! ([`weights`]) and the run-time device it runs on ([`device`]).
 //! Everything here compiles for the browser.
@@ -6,7 +6,9 @@
 pub mod adapted;
 pub mod cnn;
 pub mod device;
+pub mod fused;
 pub mod id;
+mod kernel;
 pub mod manifest;
 pub mod recipe;
 pub mod report;
@@ -14,6 +16,7 @@ pub mod weights;
 
 pub use cnn::{Cnn, ModelConfig};
 pub use device::BackendKind;
+pub use fused::{FuseError, FusedCnn, LayerTime, Maps};
 pub use manifest::{DISCLAIMER, EntrySpec, GateParams, Manifest, Modality, ModelEntry, ModelId, OperatingPoint, RecordDtype, decode_options};
 pub use recipe::{AugmentConfig, DataPlan, Sampling, TrainConfig};
 pub use report::{Evaluation, Report};

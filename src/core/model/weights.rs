@@ -30,6 +30,8 @@ pub enum WeightsError {
     NoDistanceModel,
     #[error("the manifest's architecture is invalid: {stages} stages, {outputs} outputs for {classes} classes")]
     Architecture { stages: usize, outputs: usize, classes: usize },
+    #[error("the model could not be prepared for the CPU: {0}")]
+    Fuse(#[from] super::fused::FuseError),
 }
 
 /// Lower-case hex SHA-256.

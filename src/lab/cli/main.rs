@@ -97,6 +97,16 @@ enum Cmd {
         #[arg(long, default_value = "tests/corpus")]
         out: PathBuf,
     },
+    /// Write a committed network as ONNX, layer for layer, for timing ctxr against another
+    /// runtime on the same weights (`./build.sh bench`).
+    ExportOnnx {
+        #[arg(long, default_value = "weights")]
+        weights: PathBuf,
+        #[arg(long, value_parser = parse_model)]
+        model: ModelId,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write UNTRAINED weights and a manifest without evaluation (to exercise the pipeline).
     InitWeights {
         #[arg(long)]
@@ -128,6 +138,7 @@ fn main() -> ExitCode {
         Cmd::InitWeights { out, input_size } => setup::init_weights(&out, input_size),
         Cmd::Card { weights, out } => setup::card(&weights, &out),
         Cmd::Corpus { out } => setup::corpus(&out),
+        Cmd::ExportOnnx { weights, model, out } => setup::export_onnx(&weights, model, &out),
         Cmd::Train { model, data, weights, work, resume, epochs, loso, folds_only, overrides } => ctxr_lab::train::run(&ctxr_lab::train::RunOptions {
             model,
             data_dir: data,

@@ -1,0 +1,323 @@
+//! Fused inference: the classifier network as the CPU runs it at inference. Batch-norm is
+//! folded into each convolution's weights and bias once, at load time, and the bias, the
+//! residual add and the ReLU are applied while a convolution writes its output, by one
+//! register-blocked kernel ([`super::kernel`]).
+//!
+//! Why a second forward pass: burn's CPU backend runs each layer as written (a layout change,
+//! im2col and a general matrix product per convolution, then separate batch-norm, add and
+//! ReLU passes, each allocating), which at batch 1 in wasm costs about five times what the
+//! arithmetic needs (issue 16). burn keeps everything that needs gradients: Grad-CAM's
+//! backward pass (from the stage this trunk hands it), training and adaptation. Tests check
+//! that both passes give the same logits, features and maps.
+
+use burn::tensor::{Tensor, TensorData};
+
+use super::cnn::{Block, Cnn, ConvBn};
+use super::kernel::{Epilogue, PackedWeights, conv2d};
+
+/// Why a model could not be fused (its weights could not be read on the host).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FuseError {
+    #[error("reading the weights of {layer} failed: {reason}")]
+    Read { layer: &'static str, reason: String },
+    #[error("{layer} has an unexpected shape: {shape:?}")]
+    Shape { layer: &'static str, shape: Vec<usize> },
+}
+
+/// Feature maps of one image, channel-major `[channels, height, width]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maps {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub data: Vec<f32>,
+}
+
+impl Maps {
+    /// One greyscale image of `size × size` (the model input).
+    pub fn image(pixels: &[f32], size: usize) -> Self {
+        let mut data = vec![0.0; size * size];
+        let n = pixels.len().min(data.len());
+        data[..n].copy_from_slice(&pixels[..n]);
+        Maps { channels: 1, height: size, width: size, data }
+    }
+
+    /// Global average pooling `[c, h, w] → [c]`.
+    pub fn pool(&self) -> Vec<f32> {
+        let hw = (self.height * self.width).max(1);
+        self.data.chunks_exact(hw).map(|c| c.iter().sum::<f32>() / hw as f32).collect()
+    }
+
+    /// As a `[1, c, h, w]` tensor on `device` (the start of Grad-CAM's backward pass).
+    pub fn to_tensor(&self, device: &burn::tensor::Device) -> Tensor<4> {
+        Tensor::<4>::from_data(TensorData::new(self.data.clone(), [1, self.channels, self.height, self.width]), device)
+    }
+}
+
+/// A convolution with its batch-norm folded in.
+#[derive(Debug, Clone)]
+struct FusedConv {
+    weights: PackedWeights,
+    bias: Vec<f32>,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl FusedConv {
+    fn from_conv_bn(layer: &'static str, cb: &ConvBn) -> Result<Self, FuseError> {
+        let (conv, bn) = cb.parts();
+        let [cout, cin, kh, kw] = conv.weight.val().dims();
+        if kh != kw || kh == 0 || conv.stride[0] != conv.stride[1] || conv.groups != 1 || conv.dilation != [1, 1] {
+            return Err(FuseError::Shape { layer, shape: vec![cout, cin, kh, kw] });
+        }
+        let pad = match conv.padding {
+            burn::nn::PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => t,
+            burn::nn::PaddingConfig2d::Valid => 0,
+            _ => return Err(FuseError::Shape { layer, shape: vec![cout, cin, kh, kw] }),
+        };
+        let w = host(layer, conv.weight.val())?;
+        let conv_bias = match &conv.bias {
+            Some(b) => host(layer, b.val())?,
+            None => vec![0.0; cout],
+        };
+        let gamma = host(layer, bn.gamma.val())?;
+        let beta = host(layer, bn.beta.val())?;
+        let mean = host(layer, bn.running_mean.value())?;
+        let var = host(layer, bn.running_var.value())?;
+        if [gamma.len(), beta.len(), mean.len(), var.len(), conv_bias.len()].iter().any(|&n| n != cout) {
+            return Err(FuseError::Shape { layer, shape: vec![cout, gamma.len()] });
+        }
+        // BN(conv(x) + b) = s·conv(x) + (β + s·(b − μ)), s = γ / √(σ² + ε): fold s into the
+        // weights of each output channel.
+        let k = cin * kh * kw;
+        let mut folded = w;
+        let mut bias = vec![0.0; cout];
+        for co in 0..cout {
+            let s = gamma[co] / (var[co] + bn.epsilon as f32).sqrt();
+            for v in &mut folded[co * k..(co + 1) * k] {
+                *v *= s;
+            }
+            bias[co] = beta[co] + s * (conv_bias[co] - mean[co]);
+        }
+        Ok(FusedConv { weights: PackedWeights::pack(&folded, cout, cin, kh), bias, kernel: kh, stride: conv.stride[0], pad })
+    }
+
+    fn run(&self, x: &Maps, epilogue: Epilogue, scratch: &mut Vec<f32>) -> Maps {
+        let (data, height, width) =
+            conv2d(&x.data, x.channels, x.height, x.width, &self.weights, &self.bias, self.kernel, self.stride, self.pad, epilogue, scratch);
+        Maps { channels: self.weights.cout(), height, width, data }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FusedBlock {
+    a: FusedConv,
+    b: FusedConv,
+    down: Option<FusedConv>,
+}
+
+impl FusedBlock {
+    fn from_block(block: &Block) -> Result<Self, FuseError> {
+        let (a, b, down) = block.parts();
+        Ok(FusedBlock {
+            a: FusedConv::from_conv_bn("a block's first convolution", a)?,
+            b: FusedConv::from_conv_bn("a block's second convolution", b)?,
+            down: down.map(|d| FusedConv::from_conv_bn("a block's shortcut projection", d)).transpose()?,
+        })
+    }
+
+    /// relu(b(relu(a(x))) + shortcut(x)), the add and both ReLUs inside the convolutions.
+    /// `lap` is called after each convolution with its part's name.
+    fn run(&self, x: &Maps, scratch: &mut Vec<f32>, lap: &mut dyn FnMut(Part, &FusedConv, &Maps)) -> Maps {
+        let shortcut = self.down.as_ref().map(|d| {
+            let s = d.run(x, Epilogue::Linear, scratch);
+            lap(Part::Down, d, &s);
+            s
+        });
+        let y = self.a.run(x, Epilogue::Relu, scratch);
+        lap(Part::A, &self.a, &y);
+        let residual = shortcut.as_ref().unwrap_or(x);
+        let out = self.b.run(&y, Epilogue::AddRelu(&residual.data), scratch);
+        lap(Part::B, &self.b, &out);
+        out
+    }
+}
+
+/// The parts of a stage a profile times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Down,
+    A,
+    B,
+}
+
+/// One layer's share of a forward pass ([`FusedCnn::profile`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LayerTime {
+    /// "stem", "stage2.a" (first convolution), "stage2.b" (second, with the add),
+    /// "stage2.down" (shortcut projection), "stage2.pool", "head".
+    pub layer: String,
+    /// Output shape `[channels, height, width]`.
+    pub output: [usize; 3],
+    /// Multiply-accumulates.
+    pub macs: u64,
+    /// Median milliseconds over the runs.
+    pub ms: f64,
+}
+
+/// The network with batch-norm folded, for inference on the CPU.
+#[derive(Debug, Clone)]
+pub struct FusedCnn {
+    stem: FusedConv,
+    stages: Vec<FusedBlock>,
+    /// Head weight, `[features, classes]` row-major (burn's linear layout).
+    head_weight: Vec<f32>,
+    head_bias: Vec<f32>,
+    classes: usize,
+}
+
+impl FusedCnn {
+    /// Fold a model in inference mode (`valid()`, running statistics) whose tensors can be
+    /// read synchronously (the CPU device).
+    pub fn from_cnn(model: &Cnn) -> Result<Self, FuseError> {
+        let (stem, stages, head) = model.parts();
+        let [features, classes] = head.weight.val().dims();
+        let head_weight = host("the head", head.weight.val())?;
+        let head_bias = match &head.bias {
+            Some(b) => host("the head", b.val())?,
+            None => vec![0.0; classes],
+        };
+        if head_weight.len() != features * classes || head_bias.len() != classes {
+            return Err(FuseError::Shape { layer: "the head", shape: vec![features, classes] });
+        }
+        Ok(FusedCnn {
+            stem: FusedConv::from_conv_bn("the stem", stem)?,
+            stages: stages.iter().map(FusedBlock::from_block).collect::<Result<_, _>>()?,
+            head_weight,
+            head_bias,
+            classes,
+        })
+    }
+
+    pub fn num_stages(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Output of stage `k` (0-based; clamped to the last stage) for one `size × size` image,
+    /// as [`Cnn::trunk_until`].
+    pub fn trunk_until(&self, image: &[f32], size: usize, k: usize) -> Maps {
+        let mut taps = Vec::new();
+        self.trunk(image, size, k, &mut taps)
+    }
+
+    /// The trunk up to stage `k`, pushing the pooled output of every stage it runs to `pooled`.
+    fn trunk(&self, image: &[f32], size: usize, k: usize, pooled: &mut Vec<Vec<f32>>) -> Maps {
+        self.trunk_laps(image, size, k, pooled, &mut |_| {})
+    }
+
+    /// [`Self::trunk`], calling `lap` after each layer with its description (time unset).
+    fn trunk_laps(&self, image: &[f32], size: usize, k: usize, pooled: &mut Vec<Vec<f32>>, lap: &mut dyn FnMut(LayerTime)) -> Maps {
+        let conv = |layer: String, c: &FusedConv, out: &Maps| LayerTime {
+            layer,
+            output: [out.channels, out.height, out.width],
+            macs: (out.data.len() * c.weights.reduction()) as u64,
+            ms: 0.0,
+        };
+        let mut scratch = Vec::new();
+        let mut a = self.stem.run(&Maps::image(image, size), Epilogue::Relu, &mut scratch);
+        lap(conv("stem".into(), &self.stem, &a));
+        for (i, stage) in self.stages.iter().take(k + 1).enumerate() {
+            let name = |part| match part {
+                Part::Down => format!("stage{}.down", i + 1),
+                Part::A => format!("stage{}.a", i + 1),
+                Part::B => format!("stage{}.b", i + 1),
+            };
+            a = stage.run(&a, &mut scratch, &mut |part, c, out| lap(conv(name(part), c, out)));
+            pooled.push(a.pool());
+            lap(LayerTime { layer: format!("stage{}.pool", i + 1), output: [a.channels, 1, 1], macs: 0, ms: 0.0 });
+        }
+        a
+    }
+
+    /// Median time of each layer over `runs` forward passes of one `size × size` image (after
+    /// one untimed pass), with `now` a clock in milliseconds: where a forward pass spends its
+    /// time, for the README's profile and for choosing what to optimise next.
+    pub fn profile(&self, image: &[f32], size: usize, runs: usize, now: &dyn Fn() -> f64) -> Vec<LayerTime> {
+        let mut layers: Vec<LayerTime> = Vec::new();
+        let mut times: Vec<Vec<f64>> = Vec::new();
+        for run in 0..=runs.max(1) {
+            let mut pooled = Vec::new();
+            let mut i = 0;
+            let mut t = now();
+            let last = self.trunk_laps(image, size, self.stages.len(), &mut pooled, &mut |layer| {
+                let t1 = now();
+                if run > 0 {
+                    if let Some(v) = times.get_mut(i) {
+                        v.push(t1 - t);
+                    }
+                } else {
+                    layers.push(layer);
+                    times.push(Vec::new());
+                }
+                i += 1;
+                t = now();
+            });
+            if let Some(p) = pooled.last() {
+                self.head(p);
+            }
+            let t1 = now();
+            if run == 0 {
+                let c = last.channels;
+                layers.push(LayerTime { layer: "head".into(), output: [self.classes, 1, 1], macs: (c * self.classes) as u64, ms: 0.0 });
+                times.push(Vec::new());
+            } else if let Some(v) = times.last_mut() {
+                v.push(t1 - t);
+            }
+        }
+        for (l, mut v) in layers.iter_mut().zip(times) {
+            v.sort_by(f64::total_cmp);
+            l.ms = v.get(v.len() / 2).copied().unwrap_or(0.0);
+        }
+        layers
+    }
+
+    /// Logits from pooled features (the linear head).
+    pub fn head(&self, pooled: &[f32]) -> Vec<f32> {
+        let mut out = self.head_bias.clone();
+        for (f, row) in pooled.iter().zip(self.head_weight.chunks_exact(self.classes)) {
+            for (o, w) in out.iter_mut().zip(row) {
+                *o += f * w;
+            }
+        }
+        out
+    }
+
+    /// Logits of one `size × size` image, as [`Cnn::forward`].
+    pub fn forward(&self, image: &[f32], size: usize) -> Vec<f32> {
+        self.gate_features(image, size).1
+    }
+
+    /// Pooled outputs of the last two stages, concatenated, and the logits, as
+    /// [`Cnn::gate_features`].
+    pub fn gate_features(&self, image: &[f32], size: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut pooled = Vec::new();
+        self.trunk(image, size, self.stages.len().saturating_sub(1), &mut pooled);
+        let logits = match pooled.last() {
+            Some(last) => self.head(last),
+            None => self.head(&[]),
+        };
+        // With one stage, Cnn::gate_features pools that stage twice.
+        let from = pooled.len().saturating_sub(2);
+        let features = match &pooled[from..] {
+            [only] => [only.as_slice(), only.as_slice()].concat(),
+            two => two.concat(),
+        };
+        (features, logits)
+    }
+}
+
+/// A parameter tensor's values on the host (synchronous: the CPU device).
+fn host<const D: usize>(layer: &'static str, t: Tensor<D>) -> Result<Vec<f32>, FuseError> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| FuseError::Read { layer, reason: format!("{e:?}") })
+}

@@ -1,0 +1,145 @@
+// bench-infer.mjs — a benchmark, not a test (`./build.sh bench`): ctxr against onnxruntime-web
+// on the same networks and weights, in one headless Chromium session (Debian's chromium;
+// WebGPU through SwiftShader on a machine without a GPU). It prints numbers and asserts only
+// that both runtimes compute the same logits (otherwise the times would compare different work).
+//
+// Needs a built www/ (./build.sh), the networks exported to ONNX in target/bench/onnx
+// (`ctxr export-onnx`) and onnxruntime-web in node_modules (build.sh bench installs both).
+//   node tests/e2e/bench-infer.mjs [models=cxr,ct] [runs=50]
+// For each model and configuration, one page loads both runtimes; then 3 repeats alternate
+// `runs` timed passes of ctxr and of onnxruntime-web (after 10 untimed ones each). Cold start
+// is measured in a fresh browser context per runtime and repeat: wasm compile, engine or
+// session, model, to the first logits. Bytes to the first result are the files that fetched,
+// gzipped (-6) as a static host would serve them.
+import { chromium } from 'playwright-core';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cpus } from 'node:os';
+import { serve } from './server.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const bench = join(root, 'target', 'bench');
+const site = join(bench, 'site');
+const MODELS = (process.argv[2] || 'cxr,ct').split(',');
+const RUNS = Number(process.argv[3] || 50);
+const GPU_RUNS = Math.max(3, Math.round(RUNS / 5));
+const REPEATS = 3;
+const ARGS = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'];
+const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
+// The served folder: links to the built page's wasm and weights, onnxruntime-web's files, the
+// exported networks and the in-page half.
+for (const need of [join(root, 'www', 'pkg', 'ctxr_bg.wasm'), join(root, 'node_modules', 'onnxruntime-web', 'dist'), ...MODELS.map((m) => join(bench, 'onnx', `${m}.onnx`))]) {
+  if (!existsSync(need)) { console.error(`missing ${need}: run ./build.sh bench`); process.exit(2); }
+}
+rmSync(site, { recursive: true, force: true });
+mkdirSync(site, { recursive: true });
+symlinkSync(join(root, 'www', 'pkg'), join(site, 'pkg'));
+symlinkSync(join(root, 'www', 'weights'), join(site, 'weights'));
+symlinkSync(join(root, 'node_modules', 'onnxruntime-web', 'dist'), join(site, 'ort'));
+symlinkSync(join(bench, 'onnx'), join(site, 'models'));
+copyFileSync(join(root, 'tests', 'e2e', 'bench-page.mjs'), join(site, 'bench-page.mjs'));
+writeFileSync(join(site, 'index.html'), '<!doctype html><meta charset="utf-8"><title>ctxr speed benchmark</title>\n');
+
+const quantile = (v, q) => { const s = [...v].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
+const median = (v) => quantile(v, 0.5);
+const gz = (path) => { const f = join(site, decodeURIComponent(path)); return existsSync(f) ? gzipSync(readFileSync(f), { level: 6 }).length : 0; };
+const maxDiff = (a, b) => (a.length === b.length ? Math.max(...a.map((v, i) => Math.abs(v - b[i]))) : Infinity);
+const round = (v, d = 2) => Number(v.toFixed(d));
+
+const plain = await serve(site);
+const isolated = await serve(site, 0, ISOLATION);
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ARGS });
+const call = (page, fn, ...args) => page.evaluate(async ([fn, args]) => (await import('./bench-page.mjs'))[fn](...args), [fn, args]);
+async function withPage(url, f) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(url);
+  try { return await f(page); } finally { await context.close(); }
+}
+
+const sizes = Object.fromEntries(JSON.parse(readFileSync(join(root, 'www', 'weights', 'manifest.json'), 'utf8')).models.map((m) => [m.id, m.preprocess.input_size]));
+const results = { date: new Date().toISOString(), machine: `${cpus().length} × ${cpus()[0]?.model}`, chromium: browser.version(), runs: RUNS, models: {} };
+let mismatch = false;
+try {
+  for (const id of MODELS) {
+    const r = (results.models[id] = {});
+    // Cold start, fresh context each time.
+    for (const [name, start] of [['ctxr_cpu', ['ctxrStart', 'cpu', id]], ['ort_wasm', ['ortStart', 'wasm', id, 1, sizes[id]]]]) {
+      const runs = [];
+      for (let i = 0; i < REPEATS; i++) {
+        runs.push(await withPage(plain.url, async (page) => {
+          const s = await call(page, ...start);
+          const files = await call(page, 'fetched');
+          const here = files.filter((f) => gz(f) > 0);
+          return { ...s, bytes: here.reduce((n, f) => n + gz(f), 0), files: here };
+        }));
+      }
+      r[`${name}_cold`] = { ready_ms: round(median(runs.map((x) => x.ready)), 0), first_ms: round(median(runs.map((x) => x.first)), 0), gzip_bytes: runs[0].bytes, files: runs[0].files };
+    }
+    // Warm, alternating in one page per configuration.
+    const configs = [
+      { name: 'cpu_1_thread', url: plain.url, ctxr: 'cpu', ort: ['wasm', 1], runs: RUNS },
+      { name: 'cpu_threaded', url: isolated.url, ctxr: 'cpu', ort: ['wasm', Math.min(4, cpus().length)], runs: RUNS },
+      { name: 'webgpu', url: plain.url, ctxr: 'webgpu', ort: ['webgpu', 1], runs: GPU_RUNS },
+    ];
+    for (const c of configs) {
+      r[c.name] = await withPage(c.url, async (page) => {
+        const a = await call(page, 'ctxrStart', c.ctxr, id);
+        const b = await call(page, 'ortStart', c.ort[0], id, c.ort[1], sizes[id]);
+        const diff = maxDiff(a.logits, b.logits);
+        if (!(diff <= 1e-4)) mismatch = true;
+        await call(page, 'time', 'ctxr', 10);
+        await call(page, 'time', 'ort', 10);
+        const t = { ctxr: [], ort: [] };
+        for (let i = 0; i < REPEATS; i++) {
+          t.ctxr.push(...(await call(page, 'time', 'ctxr', c.runs)));
+          t.ort.push(...(await call(page, 'time', 'ort', c.runs)));
+        }
+        // ctxr's per-layer profile, where the clock is finest (5 µs when cross-origin isolated).
+        const profile = c.name === 'cpu_threaded' ? await call(page, 'profile', c.runs) : undefined;
+        return {
+          profile,
+          ctxr_backend: a.backend, ort_threads: b.threads, isolated: b.isolated, logits_max_diff: diff,
+          ctxr_median_ms: round(median(t.ctxr)), ctxr_p90_ms: round(quantile(t.ctxr, 0.9)),
+          ort_median_ms: round(median(t.ort)), ort_p90_ms: round(quantile(t.ort, 0.9)),
+          ratio: round(median(t.ctxr) / median(t.ort)),
+        };
+      });
+    }
+  }
+} finally {
+  await browser.close();
+  await plain.close();
+  await isolated.close();
+}
+
+writeFileSync(join(bench, 'infer.json'), JSON.stringify(results, null, 2));
+console.log(`ctxr vs onnxruntime-web ${JSON.parse(readFileSync(join(root, 'node_modules', 'onnxruntime-web', 'package.json'))).version}, ${results.chromium}, ${results.machine}, ${results.date}`);
+console.log('model  configuration   ctxr median (p90) ms   ORT median (p90) ms   ratio ctxr/ORT   max |Δlogit|');
+for (const [id, r] of Object.entries(results.models)) {
+  for (const name of ['cpu_1_thread', 'cpu_threaded', 'webgpu']) {
+    const c = r[name];
+    const ort = name === 'cpu_threaded' ? `${c.ort_threads} threads${c.isolated ? '' : ' (NOT isolated)'}` : '';
+    console.log(`${id.padEnd(6)} ${name.padEnd(15)} ${`${c.ctxr_median_ms} (${c.ctxr_p90_ms})`.padEnd(22)} ${`${c.ort_median_ms} (${c.ort_p90_ms}) ${ort}`.padEnd(21)} ${String(c.ratio).padEnd(16)} ${c.logits_max_diff.toExponential(1)}`);
+  }
+  for (const name of ['ctxr_cpu', 'ort_wasm']) {
+    const c = r[`${name}_cold`];
+    console.log(`${id.padEnd(6)} cold ${name.padEnd(10)} ready ${c.ready_ms} ms, first result ${c.first_ms} ms, ${(c.gzip_bytes / 1e6).toFixed(2)} MB gzip (${c.files.map((f) => f.split('/').pop()).join(', ')})`);
+  }
+}
+for (const [id, r] of Object.entries(results.models)) {
+  const p = r.cpu_threaded.profile;
+  if (!p) continue;
+  const total = p.reduce((n, l) => n + l.ms, 0);
+  console.log(`\n${id}: ctxr CPU forward pass by layer (median of ${RUNS}; sum ${total.toFixed(2)} ms)`);
+  console.log('layer         output          MMAC     ms     GMAC/s');
+  for (const l of p) {
+    console.log(`${l.layer.padEnd(13)} ${l.output.join('×').padEnd(14)} ${(l.macs / 1e6).toFixed(2).padStart(6)} ${l.ms.toFixed(3).padStart(7)} ${l.macs ? (l.macs / l.ms / 1e6).toFixed(1).padStart(8) : ''}`);
+  }
+}
+console.log(`written: ${join(bench, 'infer.json')}`);
+if (mismatch) { console.error('ctxr and onnxruntime-web computed different logits (> 1e-4): the times compare different work'); process.exit(1); }

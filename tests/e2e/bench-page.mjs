@@ -1,0 +1,88 @@
+// bench-page.mjs — the in-page half of bench-infer.mjs: loads ctxr's engine or onnxruntime-web
+// on one backend and times forward passes of the same network on the same input, in the same
+// page and thread. Every call returns plain numbers for the driver to compare.
+
+let ctxr = null; // { engine, id }
+let ort = null; // { ort, session, name, size }
+
+// The benchmark's input: `size × size` values in [0, 1) from a fixed generator, the range
+// preprocessing gives a model.
+export function input(size) {
+  const x = new Float32Array(size * size);
+  let s = 12345;
+  for (let i = 0; i < x.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    x[i] = (s >>> 8) / 16777216;
+  }
+  return x;
+}
+
+// Load ctxr's wasm (streaming compile), create an engine on `backend`, load model `id`, run
+// it once. Times: ready (engine and model loaded) and first (first logits), from the call.
+export async function ctxrStart(backend, id) {
+  const t0 = performance.now();
+  const mod = await import('./pkg/ctxr.js');
+  await mod.default({ module_or_path: new URL('./pkg/ctxr_bg.wasm', import.meta.url) });
+  const manifestText = await (await fetch('weights/manifest.json')).text();
+  const engine = await mod.Engine.create(backend, manifestText);
+  const entry = JSON.parse(manifestText).models.find((m) => m.id === id);
+  engine.load_model(id, new Uint8Array(await (await fetch(`weights/${entry.record}`)).arrayBuffer()));
+  const ready = performance.now() - t0;
+  const size = entry.preprocess.input_size;
+  const logits = Array.from(await engine.logits(id, input(size)));
+  const first = performance.now() - t0;
+  ctxr = { engine, id, size };
+  return { ready, first, logits, backend: engine.backend(), size };
+}
+
+// Load onnxruntime-web for `provider` ('wasm' or 'webgpu') with `threads` wasm threads, create
+// a session for models/`id`.onnx (its graph optimisations on, as by default), run it once on
+// a `size × size` input.
+export async function ortStart(provider, id, threads, size) {
+  const t0 = performance.now();
+  const lib = await import(provider === 'webgpu' ? './ort/ort.webgpu.min.mjs' : './ort/ort.wasm.min.mjs');
+  lib.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
+  lib.env.wasm.numThreads = threads;
+  const session = await lib.InferenceSession.create(`models/${id}.onnx`, { executionProviders: [provider], graphOptimizationLevel: 'all' });
+  const ready = performance.now() - t0;
+  ort = { lib, session, size };
+  const logits = await ortRun(input(size));
+  const first = performance.now() - t0;
+  return { ready, first, logits: Array.from(logits), threads: lib.env.wasm.numThreads, isolated: globalThis.crossOriginIsolated === true };
+}
+
+async function ortRun(x) {
+  const feeds = { input: new ort.lib.Tensor('float32', x, [1, 1, ort.size, ort.size]) };
+  const out = await ort.session.run(feeds);
+  return out.logits.data;
+}
+
+// Milliseconds of each of `runs` forward passes (input in, logits read back) with `which`.
+export async function time(which, runs) {
+  const size = which === 'ctxr' ? ctxr.size : ort.size;
+  const x = input(size);
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    if (which === 'ctxr') await ctxr.engine.logits(ctxr.id, x);
+    else await ortRun(x);
+    times.push(performance.now() - t);
+  }
+  return times;
+}
+
+// ctxr's own median of `runs` forward passes timed inside wasm (no promise or copy around
+// them), for telling the engine's cost from the call's.
+export function inner(runs) {
+  return ctxr.engine.benchmark(ctxr.id, runs);
+}
+
+// ctxr's per-layer profile of the loaded model on the benchmark's input (null on WebGPU).
+export function profile(runs) {
+  return ctxr.engine.profile(ctxr.id, input(ctxr.size), runs);
+}
+
+// Bytes each URL this page fetched so far (the driver gzips the same files to count them).
+export function fetched() {
+  return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname);
+}
