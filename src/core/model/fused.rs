@@ -188,7 +188,7 @@ impl FusedCnn {
             Some(b) => host("the head", b.val())?,
             None => vec![0.0; classes],
         };
-        if head_weight.len() != features * classes || head_bias.len() != classes {
+        if classes == 0 || head_weight.len() != features * classes || head_bias.len() != classes {
             return Err(FuseError::Shape { layer: "the head", shape: vec![features, classes] });
         }
         Ok(FusedCnn {
