@@ -332,23 +332,25 @@ impl Models {
     /// The logits of model `id` for one input as preprocessing makes it (`S × S` values,
     /// row-major): the forward pass alone, for benchmarks against other runtimes.
     pub async fn logits(&self, id: ModelId, input: Vec<f32>) -> Result<Vec<f32>, AnalyzeError> {
-        let clf = self.classifier(id)?;
-        let size = clf.entry.preprocess.input_size as usize;
-        if input.len() != size * size {
-            return Err(AnalyzeError::InputSize { size, expected: size * size, got: input.len() });
-        }
-        Ok(clf.predict(&model_input(size, input)).await?.logits)
+        let (clf, input) = self.given_input(id, input)?;
+        Ok(clf.predict(&input).await?.logits)
     }
 
     /// The CPU forward pass of model `id` on `input`, layer by layer (median ms of `runs`):
     /// `None` on WebGPU.
     pub fn profile(&self, id: ModelId, input: Vec<f32>, runs: usize) -> Result<Option<Vec<LayerTime>>, AnalyzeError> {
+        let (clf, input) = self.given_input(id, input)?;
+        Ok(clf.profile(&input, runs, &now_ms))
+    }
+
+    /// Model `id` and `input` as its input, checked to be `S × S` values.
+    fn given_input(&self, id: ModelId, input: Vec<f32>) -> Result<(&Classifier, Preprocessed), AnalyzeError> {
         let clf = self.classifier(id)?;
         let size = clf.entry.preprocess.input_size as usize;
         if input.len() != size * size {
             return Err(AnalyzeError::InputSize { size, expected: size * size, got: input.len() });
         }
-        Ok(clf.profile(&model_input(size, input), runs, &now_ms))
+        Ok((clf, model_input(size, input)))
     }
 
     /// Decode, gate, preprocess and classify one file.

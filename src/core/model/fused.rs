@@ -200,10 +200,6 @@ impl FusedCnn {
         })
     }
 
-    pub fn num_stages(&self) -> usize {
-        self.stages.len()
-    }
-
     /// Output of stage `k` (0-based; clamped to the last stage) for one `size × size` image,
     /// as [`Cnn::trunk_until`].
     pub fn trunk_until(&self, image: &[f32], size: usize, k: usize) -> Maps {
