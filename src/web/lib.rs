@@ -248,8 +248,9 @@ impl Engine {
         })
     }
 
-    /// The logits of model `id` for one preprocessed input (`S × S` values): the forward pass
-    /// alone, which the speed benchmark times against onnxruntime-web (tests/e2e/bench-infer.mjs).
+    /// The logits of model `id` for `n` preprocessed inputs (`n · S · S` values, `n` ≤ 64) in
+    /// one batch, `n · classes` values: the forward pass alone, which the speed benchmark times
+    /// against onnxruntime-web and at several batch sizes (tests/e2e/bench-infer.mjs).
     pub fn logits(&self, id: String, input: Vec<f32>) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
@@ -392,7 +393,7 @@ impl Engine {
     /// `study_step` until it says `finished`, free to show slices between steps, and
     /// `study_finish` for the score.
     pub fn study_begin(&self, index: usize, batch: Option<usize>) -> Result<(), JsValue> {
-        let batch = batch.unwrap_or_else(|| study::batch_for(self.backend)).clamp(1, 64);
+        let batch = batch.unwrap_or_else(|| study::batch_for(self.backend)).clamp(1, study::MAX_BATCH);
         let st = self.state.try_borrow().map_err(|_| busy())?;
         let mut scoring = self.scoring.try_borrow_mut().map_err(|_| busy())?;
         let open = st.studies.get(index).ok_or_else(|| analyze_error(&AnalyzeError::NoStudy(index)))?;

@@ -7,7 +7,8 @@
 // (`ctxr export-onnx`) and onnxruntime-web in node_modules (build.sh bench installs both).
 //   node tests/e2e/bench-infer.mjs [models=cxr,ct] [runs=50]
 // For each model and configuration, one page loads both runtimes; then 3 repeats alternate
-// `runs` timed passes of ctxr and of onnxruntime-web (after 10 untimed ones each). Cold start
+// `runs` timed passes of ctxr and of onnxruntime-web (after 10 untimed ones each), then ctxr's
+// images/s at batch 1, 8 and 32 on the CPU and on WebGPU. Cold start
 // is measured in a fresh browser context per runtime and repeat: wasm compile, engine or
 // session, model, to the first logits. Bytes to the first result are the files that fetched,
 // gzipped (-6) as a static host would serve them.
@@ -26,6 +27,7 @@ const MODELS = (process.argv[2] || 'cxr,ct').split(',');
 const RUNS = Number(process.argv[3] || 50);
 const GPU_RUNS = Math.max(3, Math.round(RUNS / 5));
 const REPEATS = 3;
+const BATCHES = [1, 8, 32];
 const ARGS = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'];
 const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
@@ -101,8 +103,17 @@ try {
         }
         // ctxr's per-layer profile, where the clock is finest (5 µs when cross-origin isolated).
         const profile = c.name === 'cpu_threaded' ? await call(page, 'profile', c.runs) : undefined;
+        // Images per second at the batch sizes a study could use (ctxr only: the exported
+        // networks take one image).
+        const batch = {};
+        if (c.name !== 'cpu_threaded') {
+          for (const n of BATCHES) {
+            const times = await call(page, 'timeBatch', n, Math.max(3, Math.round(c.runs / n)));
+            batch[n] = round((1000 * n) / median(times), 1);
+          }
+        }
         return {
-          profile,
+          profile, images_per_s: batch,
           ctxr_backend: a.backend, ort_threads: b.threads, isolated: b.isolated, logits_max_diff: diff,
           ctxr_median_ms: round(median(t.ctxr)), ctxr_p90_ms: round(quantile(t.ctxr, 0.9)),
           ort_median_ms: round(median(t.ort)), ort_p90_ms: round(quantile(t.ort, 0.9)),
@@ -129,6 +140,12 @@ for (const [id, r] of Object.entries(results.models)) {
   for (const name of ['ctxr_cpu', 'ort_wasm']) {
     const c = r[`${name}_cold`];
     console.log(`${id.padEnd(6)} cold ${name.padEnd(10)} ready ${c.ready_ms} ms, first result ${c.first_ms} ms, ${(c.gzip_bytes / 1e6).toFixed(2)} MB gzip (${c.files.map((f) => f.split('/').pop()).join(', ')})`);
+  }
+}
+console.log(`\nctxr images/s by batch size (${BATCHES.join(', ')} images per forward pass)`);
+for (const [id, r] of Object.entries(results.models)) {
+  for (const name of ['cpu_1_thread', 'webgpu']) {
+    console.log(`${id.padEnd(6)} ${(r[name].ctxr_backend ?? name).padEnd(8)} ${BATCHES.map((n) => `${n}: ${r[name].images_per_s[n]}`).join('   ')}`);
   }
 }
 for (const [id, r] of Object.entries(results.models)) {

@@ -71,6 +71,21 @@ export async function time(which, runs) {
   return times;
 }
 
+// Milliseconds of each of `runs` forward passes of ctxr on `n` images at once (one batch).
+export async function timeBatch(n, runs) {
+  const one = input(ctxr.size);
+  const x = new Float32Array(n * one.length);
+  for (let i = 0; i < n; i++) x.set(one, i * one.length);
+  await ctxr.engine.logits(ctxr.id, x);
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await ctxr.engine.logits(ctxr.id, x);
+    times.push(performance.now() - t);
+  }
+  return times;
+}
+
 // ctxr's own median of `runs` forward passes timed inside wasm (no promise or copy around
 // them), for telling the engine's cost from the call's.
 export function inner(runs) {

@@ -102,3 +102,24 @@ fn the_fused_network_gives_burns_answers_on_the_hostile_corpus() {
         assert!(n >= 10, "{}: only {n} corpus files reached the model", entry.id);
     }
 }
+
+#[test]
+fn batched_logits_equal_one_image_at_a_time_and_a_malformed_batch_is_refused() {
+    let models = common::committed_models();
+    let cases = ctxr_lab::corpus::cases();
+    for entry in committed_manifest().models.iter().filter(|e| e.id != ctxr::model::ModelId::Gate) {
+        let record = std::fs::read(weights_dir().join(&entry.record)).expect("committed record");
+        let clf = Classifier::load(entry.clone(), &record, device::cpu()).unwrap();
+        let inputs: Vec<Vec<f32>> = cases.iter().filter_map(|c| clf.prepare(&c.bytes, WindowChoice::Auto).ok()).map(|(_, p)| p.input).take(5).collect();
+        assert_eq!(inputs.len(), 5, "{}: five corpus files reach the model", entry.id);
+        let one: Vec<f32> = inputs.iter().flat_map(|x| pollster::block_on(models.logits(entry.id, x.clone())).unwrap()).collect();
+        let batch = pollster::block_on(models.logits(entry.id, inputs.concat())).unwrap();
+        assert_eq!(batch.len(), 5 * entry.classes.len());
+        assert!(max_diff(&one, &batch) < TOLERANCE, "{}: batch {batch:?} vs one by one {one:?}", entry.id);
+        let per = inputs[0].len();
+        for bad in [Vec::new(), vec![0.5; per + 1], vec![0.5; per * (ctxr::infer::study::MAX_BATCH + 1)]] {
+            let e = pollster::block_on(models.logits(entry.id, bad)).err();
+            assert!(matches!(e, Some(ctxr::infer::AnalyzeError::InputSize { .. })), "{}: {e:?}", entry.id);
+        }
+    }
+}

@@ -11,7 +11,7 @@ use super::classifier::{Classifier, ClassifyError, Prediction};
 use super::decision::Decision;
 use super::gate::Gatekeeper;
 use super::route::{Verdict, by_metadata, without_network};
-use super::study::{Progress, StudyError, StudyScore, score_study};
+use super::study::{MAX_BATCH, Progress, StudyError, StudyScore, score_study};
 use crate::decode::{MedImage, Plane, Volume, Window, decode_frame};
 use crate::explain::{Colormap, opacity, to_original};
 use crate::imaging::{Letterbox, PreprocessConfig, Preprocessed, Region, WindowChoice, render, resize, resolve_window};
@@ -73,8 +73,8 @@ pub enum AnalyzeError {
     NoStudy(usize),
     #[error("only a CT or X-ray model can be replaced by an adapted one, not the input gate")]
     GateNotReplaceable,
-    #[error("the model reads {expected} values ({size} × {size}), got {got}")]
-    InputSize { size: usize, expected: usize, got: usize },
+    #[error("the model reads {expected} values per image ({size} × {size}), at most {max_images} images at once; got {got} values")]
+    InputSize { size: usize, expected: usize, max_images: usize, got: usize },
 }
 
 impl AnalyzeError {
@@ -329,28 +329,36 @@ impl Models {
         Ok(median(&mut times))
     }
 
-    /// The logits of model `id` for one input as preprocessing makes it (`S × S` values,
-    /// row-major): the forward pass alone, for benchmarks against other runtimes.
+    /// The logits of model `id` for a batch of inputs as preprocessing makes them (`n` images
+    /// of `S × S` values, row-major, one after the other; `n` ≤ [`MAX_BATCH`]), `n · classes`
+    /// values: the forward pass alone, in one batch, for benchmarks against other runtimes and
+    /// of batch sizes.
     pub async fn logits(&self, id: ModelId, input: Vec<f32>) -> Result<Vec<f32>, AnalyzeError> {
-        let (clf, input) = self.given_input(id, input)?;
-        Ok(clf.predict(&input).await?.logits)
+        let (clf, inputs) = self.given_input(id, input, MAX_BATCH)?;
+        let batch: Vec<&Preprocessed> = inputs.iter().collect();
+        Ok(clf.predict_batch(&batch).await?.into_iter().flat_map(|p| p.logits).collect())
     }
 
-    /// The CPU forward pass of model `id` on `input`, layer by layer (median ms of `runs`):
-    /// `None` on WebGPU.
+    /// The CPU forward pass of model `id` on one `input`, layer by layer (median ms of
+    /// `runs`): `None` on WebGPU.
     pub fn profile(&self, id: ModelId, input: Vec<f32>, runs: usize) -> Result<Option<Vec<LayerTime>>, AnalyzeError> {
-        let (clf, input) = self.given_input(id, input)?;
-        Ok(clf.profile(&input, runs, &now_ms))
+        let (clf, inputs) = self.given_input(id, input, 1)?;
+        Ok(inputs.first().and_then(|p| clf.profile(p, runs, &now_ms)))
     }
 
-    /// Model `id` and `input` as its input, checked to be `S × S` values.
-    fn given_input(&self, id: ModelId, input: Vec<f32>) -> Result<(&Classifier, Preprocessed), AnalyzeError> {
+    /// Model `id` and `input` as its inputs, checked to be 1 to `max_images` images of
+    /// `S × S` values.
+    fn given_input(&self, id: ModelId, input: Vec<f32>, max_images: usize) -> Result<(&Classifier, Vec<Preprocessed>), AnalyzeError> {
         let clf = self.classifier(id)?;
         let size = clf.entry.preprocess.input_size as usize;
-        if input.len() != size * size {
-            return Err(AnalyzeError::InputSize { size, expected: size * size, got: input.len() });
+        let per = size * size;
+        if per == 0 || input.is_empty() || !input.len().is_multiple_of(per) || input.len() / per > max_images {
+            return Err(AnalyzeError::InputSize { size, expected: per, max_images, got: input.len() });
         }
-        Ok((clf, model_input(size, input)))
+        if input.len() == per {
+            return Ok((clf, vec![model_input(size, input)]));
+        }
+        Ok((clf, input.chunks_exact(per).map(|image| model_input(size, image.to_vec())).collect()))
     }
 
     /// Decode, gate, preprocess and classify one file.

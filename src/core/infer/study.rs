@@ -28,15 +28,20 @@ pub const TOP_K: usize = 5;
 /// Slices per forward pass when a study is scored on `backend`. Measured by the browser test
 /// (192² study, 24 lung-level slices, lung measure included): WebGPU on SwiftShader gains 3–4×
 /// from batching (1.8 slices/s at 1, 5.7–6.3 at 16, 5.8–7.3 at 32), since each batch costs one
-/// dispatch per layer and one read-back; the CPU backend gains little past 4 (22–36 at 1,
-/// 28–40 at 4 to 32, the spread between runs larger than between sizes). A real GPU is
-/// expected to gain more from large batches; 32 slices of 128² are 2 MB of input.
+/// dispatch per layer and one read-back. On the CPU the fused pass runs a batch's images one
+/// after the other, so the size only spreads the call's cost: `./build.sh bench` measured
+/// 179 / 173 / 173 CT images/s at batch 1 / 8 / 32 (2026-12-06), the same within noise. A real
+/// GPU is expected to gain more from large batches; 32 slices of 192² are 4.7 MB of input.
 pub fn batch_for(backend: BackendKind) -> usize {
     match backend {
         BackendKind::WebGpu => 32,
         BackendKind::Cpu => 16,
     }
 }
+
+/// The most images one forward pass takes (a study's batch, a benchmark's): 64 slices of 192²
+/// are 9.4 MB of input, and no backend measured gains past 32.
+pub const MAX_BATCH: usize = 64;
 
 /// A DICOM series with fewer slices than this is not a study (a radiograph and its lateral, a
 /// key image or two): its files are read as single images.

@@ -1,7 +1,8 @@
 //! Fused inference: the classifier network as the CPU runs it at inference. Batch-norm is
 //! folded into each convolution's weights and bias once, at load time, and the bias, the
 //! residual add and the ReLU are applied while a convolution writes its output, by one
-//! register-blocked kernel ([`super::kernel`]).
+//! register-blocked kernel ([`super::kernel`]); the 3 × 3 stride-1 convolutions with many
+//! channels run it on Winograd-transformed tiles ([`super::winograd`]).
 //!
 //! Why a second forward pass: burn's CPU backend runs each layer as written (a layout change,
 //! im2col and a general matrix product per convolution, then separate batch-norm, add and
@@ -14,6 +15,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::cnn::{Block, Cnn, ConvBn};
 use super::kernel::{Epilogue, PackedWeights, conv2d};
+use super::winograd::{self, WinogradWeights};
 
 /// Why a model could not be fused (its weights could not be read on the host).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -57,11 +59,21 @@ impl Maps {
 /// A convolution with its batch-norm folded in.
 #[derive(Debug, Clone)]
 struct FusedConv {
-    weights: PackedWeights,
+    weights: Weights,
     bias: Vec<f32>,
+    cout: usize,
+    /// Weights per output channel (`cin · k · k`).
+    reduction: usize,
     kernel: usize,
     stride: usize,
     pad: usize,
+}
+
+/// The folded weights, prepared for the algorithm the layer runs.
+#[derive(Debug, Clone)]
+enum Weights {
+    Direct(PackedWeights),
+    Winograd(WinogradWeights),
 }
 
 impl FusedConv {
@@ -100,13 +112,21 @@ impl FusedConv {
             }
             bias[co] = beta[co] + s * (conv_bias[co] - mean[co]);
         }
-        Ok(FusedConv { weights: PackedWeights::pack(&folded, cout, cin, kh), bias, kernel: kh, stride: conv.stride[0], pad })
+        let stride = conv.stride[0];
+        let weights = if winograd::suits(cin, kh, stride, pad) {
+            Weights::Winograd(WinogradWeights::transform(&folded, cout, cin))
+        } else {
+            Weights::Direct(PackedWeights::pack(&folded, cout, cin, kh))
+        };
+        Ok(FusedConv { weights, bias, cout, reduction: k, kernel: kh, stride, pad })
     }
 
     fn run(&self, x: &Maps, epilogue: Epilogue, scratch: &mut Vec<f32>) -> Maps {
-        let (data, height, width) =
-            conv2d(&x.data, x.channels, x.height, x.width, &self.weights, &self.bias, self.kernel, self.stride, self.pad, epilogue, scratch);
-        Maps { channels: self.weights.cout(), height, width, data }
+        let (data, height, width) = match &self.weights {
+            Weights::Direct(w) => conv2d(&x.data, x.channels, x.height, x.width, w, &self.bias, self.kernel, self.stride, self.pad, epilogue, scratch),
+            Weights::Winograd(w) => (winograd::conv3x3(&x.data, x.height, x.width, w, &self.bias, epilogue, scratch), x.height, x.width),
+        };
+        Maps { channels: self.cout, height, width, data }
     }
 }
 
@@ -217,7 +237,7 @@ impl FusedCnn {
         let conv = |layer: String, c: &FusedConv, out: &Maps| LayerTime {
             layer,
             output: [out.channels, out.height, out.width],
-            macs: (out.data.len() * c.weights.reduction()) as u64,
+            macs: (out.data.len() * c.reduction) as u64,
             ms: 0.0,
         };
         let mut scratch = Vec::new();

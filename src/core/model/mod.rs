@@ -1,4 +1,4 @@
-//! Model: the network ([`cnn`]) and its batch-norm-folded CPU inference form ([`fused`]), the ids of models and modalities ([`id`]), the manifest that describes each trained model ([`manifest`])
+//! Model: the network ([`cnn`]) and its batch-norm-folded CPU inference form ([`fused`], with its convolution kernels), the ids of models and modalities ([`id`]), the manifest that describes each trained model ([`manifest`])
 //! with its training [`recipe`] and measured [`report`]s, loading and saving its weights
 //! ([`weights`]) and the run-time device it runs on ([`device`]).
 //! Everything here compiles for the browser.
@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod recipe;
 pub mod report;
 pub mod weights;
+mod winograd;
 
 pub use cnn::{Cnn, ModelConfig};
 pub use device::BackendKind;
