@@ -29,9 +29,11 @@ pub const TOP_K: usize = 5;
 /// (192² study, 24 lung-level slices, lung measure included): WebGPU on SwiftShader gains 3–4×
 /// from batching (1.8 slices/s at 1, 5.7–6.3 at 16, 5.8–7.3 at 32), since each batch costs one
 /// dispatch per layer and one read-back. On the CPU the fused pass runs a batch's images one
-/// after the other, so the size only spreads the call's cost: `./build.sh bench` measured
-/// 179 / 173 / 173 CT images/s at batch 1 / 8 / 32 (2026-12-06), the same within noise. A real
-/// GPU is expected to gain more from large batches; 32 slices of 192² are 4.7 MB of input.
+/// after the other, so the forward pass alone gains nothing (`./build.sh bench`: 179 / 173 /
+/// 173 CT images/s at batch 1 / 8 / 32), but a study step's own cost (the lung measure, one
+/// call into the worker) is spread: the browser test scores 81 / 116 / 123 / 124 slices/s at
+/// batch 1 / 4 / 16 / 32 (release build, 2026-12-06). A real GPU is expected to gain more from
+/// large batches; 32 slices of 192² are 4.7 MB of input.
 pub fn batch_for(backend: BackendKind) -> usize {
     match backend {
         BackendKind::WebGpu => 32,
