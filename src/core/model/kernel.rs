@@ -363,7 +363,7 @@ pub(super) fn block_product<'a>(block: &[[f32; MR]], rows: impl Iterator<Item = 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The convolution by its definition, for checking the blocked one.
@@ -392,7 +392,9 @@ mod tests {
         out
     }
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    /// `n` values in [−0.5, 0.5) from a fixed generator (the kernel tests' data, and
+    /// [`super::super::winograd`]'s).
+    pub(in super::super) fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {

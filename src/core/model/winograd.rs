@@ -170,17 +170,8 @@ fn inverse<'a>(m: impl Fn(usize) -> &'a [f32; NR]) -> [[f32; NR]; 4] {
 
 #[cfg(test)]
 mod tests {
+    use super::super::kernel::tests::values;
     use super::*;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     #[test]
     fn winograd_equals_the_direct_convolution() {
