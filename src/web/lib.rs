@@ -261,6 +261,19 @@ impl Engine {
         })
     }
 
+    /// Grad-CAM of class index `class` at stage `layer` (1-based) of model `id` for one
+    /// preprocessed `input`, before colouring: `{layer, class, score, peak, map_width, …}`. For
+    /// the speed benchmark (Grad-CAM against one forward pass).
+    pub fn grad_cam(&self, id: String, input: Vec<f32>, class: usize, layer: usize) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let id = model_id(&id)?;
+            let st = state.try_borrow().map_err(|_| busy())?;
+            let cam = st.models.grad_cam(id, input, class, layer).await.map_err(|e| analyze_error(&e))?;
+            to_js(&cam)
+        })
+    }
+
     /// The CPU forward pass of model `id` on `input`, layer by layer: `[{layer, output, macs,
     /// ms}]` (median of `runs`), or `null` on WebGPU. For the speed benchmark.
     pub fn profile(&self, id: String, input: Vec<f32>, runs: usize) -> Result<JsValue, JsValue> {

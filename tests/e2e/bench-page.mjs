@@ -86,6 +86,20 @@ export async function timeBatch(n, runs) {
   return times;
 }
 
+// Milliseconds of each of `runs` Grad-CAMs of class 1 at stage `layer` with ctxr (after one
+// untimed call), as the page computes them before colouring: forward pass, gradient and map.
+export async function timeCam(layer, runs) {
+  const x = input(ctxr.size);
+  await ctxr.engine.grad_cam(ctxr.id, x, 1, layer);
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await ctxr.engine.grad_cam(ctxr.id, x, 1, layer);
+    times.push(performance.now() - t);
+  }
+  return times;
+}
+
 // ctxr's own median of `runs` forward passes timed inside wasm (no promise or copy around
 // them), for telling the engine's cost from the call's.
 export function inner(runs) {

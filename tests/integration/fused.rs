@@ -1,8 +1,9 @@
 //! The fused CPU network (batch-norm folded, `ctxr::model::fused`) against burn's layer-by-layer
 //! forward pass, for every committed model, on real images of every source and class in
 //! `../shared/data`, on the decoder samples and on every hostile-corpus file that gets as far
-//! as the model: logits and gate features within 1e-4, Grad-CAM from the fused trunk equal to
-//! Grad-CAM computed by burn end to end. Folding must not change the answers (issue 16).
+//! as the model: logits and gate features within 1e-4, and Grad-CAM at every stage from the
+//! fused network's own backward pass (the classifier's path on the CPU) equal to Grad-CAM
+//! computed by burn's autodiff end to end. Folding must not change the answers (issue 16).
 
 use std::collections::BTreeMap;
 
@@ -68,7 +69,7 @@ fn check_model(entry: &ModelEntry, images: &[(String, Vec<u8>)], cams: usize) ->
         worst = worst.max(d);
         if compared < cams {
             let stages = model.num_stages();
-            for layer in [1, stages] {
+            for layer in 1..=stages {
                 let x = Tensor::<4>::from_data(TensorData::new(p.input.clone(), [1, 1, size, size]), &device::cpu());
                 let want = pollster::block_on(grad_cam(&model, x, served.label_index, layer)).unwrap();
                 let got = pollster::block_on(clf.explain(&p, served.label_index, layer)).unwrap();
@@ -76,6 +77,9 @@ fn check_model(entry: &ModelEntry, images: &[(String, Vec<u8>)], cams: usize) ->
                 let scale = want.linear.iter().map(|v| v.abs()).fold(1e-6, f32::max);
                 let dl = max_diff(&want.linear, &got.linear);
                 assert!(dl / scale < 1e-3, "{}: {name}: layer {layer} Grad-CAM maps differ by {dl} (scale {scale})", entry.id);
+                let alpha_scale = want.alphas.iter().map(|v| v.abs()).fold(1e-9, f32::max);
+                let da = max_diff(&want.alphas, &got.alphas);
+                assert!(da / alpha_scale < 1e-3, "{}: {name}: layer {layer} Grad-CAM weights differ by {da} (scale {alpha_scale})", entry.id);
             }
         }
         compared += 1;

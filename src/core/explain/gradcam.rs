@@ -1,13 +1,15 @@
 //! Explain: true Grad-CAM (Selvaraju et al., 2017). For class c and a trunk stage with maps
 //! A_k: α_k = mean over positions of ∂y_c/∂A_k (y_c the class logit), map = ReLU(Σ_k α_k A_k),
 //! bilinearly upsampled to the model input and normalised to [0, 1]. Gradients come from
-//! burn's per-tensor autodiff, so it runs on any device the model runs on.
+//! burn's per-tensor autodiff, so it runs on any device the model runs on; on the CPU the
+//! fused network computes the same gradient itself ([`crate::model::FusedCnn::class_gradient`])
+//! and [`cam_from_gradient`] turns it into the map.
 
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
 use crate::imaging::{Letterbox, resize};
-use crate::model::Cnn;
+use crate::model::{Cnn, Maps};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CamError {
@@ -93,10 +95,32 @@ pub async fn grad_cam_from(model: &Cnn, a: Tensor<4>, size: usize, class: usize,
     let score_v = read(score.without_autodiff()).await?.first().copied().unwrap_or(0.0);
     let alphas = read(alphas.reshape([c])).await?;
     let linear = read(linear).await?;
-    let relu_map: Vec<f32> = linear.iter().map(|v| v.max(0.0)).collect();
-    let peak = relu_map.iter().copied().fold(0.0f32, f32::max);
-    let heat = upsample_normalised(&relu_map, w, h, size, peak);
-    Ok(Cam { layer, class, score: score_v, map_width: w, map_height: h, linear, alphas, peak, heat, input_size: size })
+    Ok(Cam::new(layer, class, score_v, [w, h], linear, alphas, size))
+}
+
+/// Grad-CAM from a stage's output `a` and the gradient `grad` of the class logit `score` with
+/// respect to it (same shape), computed on the host: what the fused CPU network hands over.
+pub fn cam_from_gradient(a: &Maps, grad: &Maps, score: f32, class: usize, layer: usize, size: usize) -> Cam {
+    let hw = a.height * a.width;
+    let alphas = grad.pool();
+    let mut linear = vec![0.0; hw];
+    for (channel, alpha) in a.data.chunks_exact(hw.max(1)).zip(&alphas) {
+        for (l, v) in linear.iter_mut().zip(channel) {
+            *l += alpha * v;
+        }
+    }
+    Cam::new(layer, class, score, [a.width, a.height], linear, alphas, size)
+}
+
+impl Cam {
+    /// The result from the linear map Σ_k α_k A_k (`width × height`) and the α_k: ReLU,
+    /// peak, and the heat map at the input size.
+    fn new(layer: usize, class: usize, score: f32, [w, h]: [usize; 2], linear: Vec<f32>, alphas: Vec<f32>, size: usize) -> Cam {
+        let relu_map: Vec<f32> = linear.iter().map(|v| v.max(0.0)).collect();
+        let peak = relu_map.iter().copied().fold(0.0f32, f32::max);
+        let heat = upsample_normalised(&relu_map, w, h, size, peak);
+        Cam { layer, class, score, map_width: w, map_height: h, linear, alphas, peak, heat, input_size: size }
+    }
 }
 
 /// ReLU'd map → `size × size` by bilinear interpolation (pixel-centre aligned), divided by `peak`.

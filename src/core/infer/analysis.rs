@@ -13,6 +13,7 @@ use super::gate::Gatekeeper;
 use super::route::{Verdict, by_metadata, without_network};
 use super::study::{MAX_BATCH, Progress, StudyError, StudyScore, score_study};
 use crate::decode::{MedImage, Plane, Volume, Window, decode_frame};
+use crate::explain::gradcam::Cam;
 use crate::explain::{Colormap, opacity, to_original};
 use crate::imaging::{Letterbox, PreprocessConfig, Preprocessed, Region, WindowChoice, render, resize, resolve_window};
 use crate::model::{BackendKind, LayerTime, Manifest, Modality, ModelEntry, ModelId, WeightsError, decode_options};
@@ -337,6 +338,15 @@ impl Models {
         let (clf, inputs) = self.given_input(id, input, MAX_BATCH)?;
         let batch: Vec<&Preprocessed> = inputs.iter().collect();
         Ok(clf.predict_batch(&batch).await?.into_iter().flat_map(|p| p.logits).collect())
+    }
+
+    /// Grad-CAM of class index `class` at stage `layer` (1-based) of model `id` for one
+    /// preprocessed `input`, as the page computes it for the current image (before colouring):
+    /// for the speed benchmark, which compares its time with one forward pass.
+    pub async fn grad_cam(&self, id: ModelId, input: Vec<f32>, class: usize, layer: usize) -> Result<Cam, AnalyzeError> {
+        let (clf, inputs) = self.given_input(id, input, 1)?;
+        let p = inputs.first().ok_or(AnalyzeError::NoImage)?;
+        Ok(clf.explain(p, class, layer).await?)
     }
 
     /// The CPU forward pass of model `id` on one `input`, layer by layer (median ms of

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::decision::{argmax, softmax};
 use crate::decode::{DecodeError, DecodeOptions, MedImage, decode};
-use crate::explain::gradcam::{Cam, CamError, grad_cam_from, read};
+use crate::explain::gradcam::{Cam, CamError, cam_from_gradient, grad_cam_from, read};
 use crate::imaging::{PreprocessError, Preprocessed, WindowChoice, preprocess};
 use crate::model::{Cnn, FusedCnn, LayerTime, Modality, ModelEntry, WeightsError, load_model};
 
@@ -158,13 +158,17 @@ impl Classifier {
         if layer == 0 || layer > stages {
             return Err(CamError::NoSuchLayer { layer, stages }.into());
         }
-        // The forward pass to the target stage needs no gradient: the fused network runs it
-        // on the CPU, and the backward pass starts from its output.
-        let a = match &self.fused {
-            Some(f) => f.trunk_until(&p.input, self.input_size(), layer - 1).to_tensor(&self.device),
-            None => self.model.trunk_until(self.batch_tensor(&[p]), layer - 1),
+        // On the CPU the fused network runs the backward pass too; elsewhere burn's autodiff.
+        let Some(fused) = &self.fused else {
+            let a = self.model.trunk_until(self.batch_tensor(&[p]), layer - 1);
+            return Ok(grad_cam_from(&self.model, a, self.input_size(), class, layer).await?);
         };
-        Ok(grad_cam_from(&self.model, a, self.input_size(), class, layer).await?)
+        let classes = self.entry.classes.len();
+        if class >= classes {
+            return Err(CamError::NoSuchClass { class, classes }.into());
+        }
+        let (a, g, score) = fused.class_gradient(&p.input, self.input_size(), class, layer - 1).ok_or(CamError::NoGradient)?;
+        Ok(cam_from_gradient(&a, &g, score, class, layer, self.input_size()))
     }
 
     /// Gate features (pooled last two stages) and logits for a batch, row-major `[n, features]`.

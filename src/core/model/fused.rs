@@ -7,11 +7,14 @@
 //! Why a second forward pass: burn's CPU backend runs each layer as written (a layout change,
 //! im2col and a general matrix product per convolution, then separate batch-norm, add and
 //! ReLU passes, each allocating), which at batch 1 in wasm costs about five times what the
-//! arithmetic needs (issue 16). burn keeps everything that needs gradients: Grad-CAM's
-//! backward pass (from the stage this trunk hands it), training and adaptation. Tests check
-//! that both passes give the same logits, features and maps.
+//! arithmetic needs (issue 16). Grad-CAM's backward pass runs here too, by transposed
+//! convolutions on the same kernels ([`FusedCnn::class_gradient`]); burn keeps what trains
+//! weights (training and adaptation) and every device other than the CPU. Tests check that
+//! both give the same logits, features and maps.
 
-use burn::tensor::{Tensor, TensorData};
+use std::sync::OnceLock;
+
+use burn::tensor::Tensor;
 
 use super::cnn::{Block, Cnn, ConvBn};
 use super::kernel::{Epilogue, PackedWeights, conv2d};
@@ -49,11 +52,6 @@ impl Maps {
         let hw = (self.height * self.width).max(1);
         self.data.chunks_exact(hw).map(|c| c.iter().sum::<f32>() / hw as f32).collect()
     }
-
-    /// As a `[1, c, h, w]` tensor on `device` (the start of Grad-CAM's backward pass).
-    pub fn to_tensor(&self, device: &burn::tensor::Device) -> Tensor<4> {
-        Tensor::<4>::from_data(TensorData::new(self.data.clone(), [1, self.channels, self.height, self.width]), device)
-    }
 }
 
 /// A convolution with its batch-norm folded in.
@@ -62,11 +60,18 @@ struct FusedConv {
     weights: Weights,
     bias: Vec<f32>,
     cout: usize,
+    cin: usize,
     /// Weights per output channel (`cin · k · k`).
     reduction: usize,
     kernel: usize,
     stride: usize,
     pad: usize,
+    /// The folded weights `[cout, cin, k, k]`, from which the transposed convolution is built
+    /// (empty in a transposed convolution: nothing is carried back through one).
+    folded: Vec<f32>,
+    /// The convolution that carries a gradient back ([`Self::backward`]), built on first use:
+    /// inference never needs it.
+    transposed: OnceLock<Box<FusedConv>>,
 }
 
 /// The folded weights, prepared for the algorithm the layer runs.
@@ -112,13 +117,60 @@ impl FusedConv {
             }
             bias[co] = beta[co] + s * (conv_bias[co] - mean[co]);
         }
-        let stride = conv.stride[0];
-        let weights = if winograd::suits(cin, kh, stride, pad) {
+        // The transposed convolution pads by k − 1 − pad.
+        if pad >= kh {
+            return Err(FuseError::Shape { layer, shape: vec![cout, cin, kh, kw] });
+        }
+        Ok(FusedConv::new(folded, bias, cout, cin, kh, conv.stride[0], pad))
+    }
+
+    /// The convolution with folded weights `[cout, cin, k, k]`, prepared for the fastest
+    /// algorithm that suits its shape.
+    fn new(folded: Vec<f32>, bias: Vec<f32>, cout: usize, cin: usize, kernel: usize, stride: usize, pad: usize) -> Self {
+        let weights = if winograd::suits(cin, kernel, stride, pad) {
             Weights::Winograd(WinogradWeights::transform(&folded, cout, cin))
         } else {
-            Weights::Direct(PackedWeights::pack(&folded, cout, cin, kh))
+            Weights::Direct(PackedWeights::pack(&folded, cout, cin, kernel))
         };
-        Ok(FusedConv { weights, bias, cout, reduction: k, kernel: kh, stride, pad })
+        let reduction = cin * kernel * kernel;
+        FusedConv { weights, bias, cout, cin, reduction, kernel, stride, pad, folded, transposed: OnceLock::new() }
+    }
+
+    /// The gradient at this convolution's input (`[cin, h, w]`, the input's size) from the
+    /// gradient `g` at its output; the bias and the epilogue play no part (the caller masks
+    /// for a ReLU). As a stride-1 convolution, so that it runs on the same kernels as the
+    /// forward pass: `g` is spread out by the stride (zeros between its values, and at the end
+    /// the rows and columns the forward stride skipped), then convolved with the taps flipped
+    /// and the input and output channels swapped, padded by `k − 1 − pad`.
+    fn backward(&self, g: &Maps, h: usize, w: usize, scratch: &mut Vec<f32>) -> Maps {
+        let transposed = self.transposed.get_or_init(|| {
+            let (k, cin, cout) = (self.kernel, self.cin, self.cout);
+            let mut t = vec![0.0; self.folded.len()];
+            for (co, filter) in self.folded.chunks_exact(cin * k * k).enumerate() {
+                for (ci, taps) in filter.chunks_exact(k * k).enumerate() {
+                    for (tap, &v) in taps.iter().enumerate() {
+                        t[(ci * cout + co) * k * k + (k * k - 1 - tap)] = v;
+                    }
+                }
+            }
+            let mut conv = FusedConv::new(t, vec![0.0; cin], cin, cout, k, 1, k - 1 - self.pad);
+            conv.folded = Vec::new();
+            Box::new(conv)
+        });
+        let s = self.stride;
+        let (hd, wd) = ((h + 2 * self.pad + 1).saturating_sub(self.kernel), (w + 2 * self.pad + 1).saturating_sub(self.kernel));
+        if (s, hd, wd) == (1, g.height, g.width) {
+            return transposed.run(g, Epilogue::Linear, scratch);
+        }
+        let mut spread = vec![0.0; g.channels * hd * wd];
+        for (dst, src) in spread.chunks_exact_mut(hd * wd).zip(g.data.chunks_exact(g.height * g.width)) {
+            for (oy, row) in src.chunks_exact(g.width).enumerate().filter(|(oy, _)| oy * s < hd) {
+                for (ox, &v) in row.iter().enumerate().filter(|(ox, _)| ox * s < wd) {
+                    dst[oy * s * wd + ox * s] = v;
+                }
+            }
+        }
+        transposed.run(&Maps { channels: g.channels, height: hd, width: wd, data: spread }, Epilogue::Linear, scratch)
     }
 
     fn run(&self, x: &Maps, epilogue: Epilogue, scratch: &mut Vec<f32>) -> Maps {
@@ -161,6 +213,33 @@ impl FusedBlock {
         let out = self.b.run(&y, Epilogue::AddRelu(&residual.data), scratch);
         lap(Part::B, &self.b, &out);
         out
+    }
+
+    /// The gradient at the block's input `x` from the gradient `g` at its output `out`, with
+    /// `y` the first convolution's output (both ReLUs pass the gradient where their output is
+    /// positive, as burn's ReLU does).
+    fn backward(&self, x: &Maps, y: &Maps, out: &Maps, mut g: Maps, scratch: &mut Vec<f32>) -> Maps {
+        relu_mask(&mut g.data, &out.data);
+        let mut gy = self.b.backward(&g, y.height, y.width, scratch);
+        relu_mask(&mut gy.data, &y.data);
+        let mut gx = self.a.backward(&gy, x.height, x.width, scratch);
+        let shortcut = match &self.down {
+            Some(d) => d.backward(&g, x.height, x.width, scratch),
+            None => g,
+        };
+        for (a, b) in gx.data.iter_mut().zip(&shortcut.data) {
+            *a += b;
+        }
+        gx
+    }
+}
+
+/// Zero the gradient `g` where the ReLU's output `out` is not positive.
+fn relu_mask(g: &mut [f32], out: &[f32]) {
+    for (g, &o) in g.iter_mut().zip(out) {
+        if o <= 0.0 {
+            *g = 0.0;
+        }
     }
 }
 
@@ -218,13 +297,6 @@ impl FusedCnn {
             head_bias,
             classes,
         })
-    }
-
-    /// Output of stage `k` (0-based; clamped to the last stage) for one `size × size` image,
-    /// as [`Cnn::trunk_until`].
-    pub fn trunk_until(&self, image: &[f32], size: usize, k: usize) -> Maps {
-        let mut taps = Vec::new();
-        self.trunk(image, size, k, &mut taps)
     }
 
     /// The trunk up to stage `k`, pushing the pooled output of every stage it runs to `pooled`.
@@ -296,6 +368,50 @@ impl FusedCnn {
             l.ms = v.get(v.len() / 2).copied().unwrap_or(0.0);
         }
         layers
+    }
+
+    /// What Grad-CAM needs for `class` at stage `k` (0-based) of one `size × size` image: the
+    /// stage's output A, the gradient ∂y_c/∂A of the class logit (same shape) and y_c. The
+    /// gradient runs back from the logit through the later stages by their transposed
+    /// convolutions; folding batch-norm changes nothing here either, since at inference it is
+    /// an affine map. `None` when `class` or `k` is out of range.
+    pub fn class_gradient(&self, image: &[f32], size: usize, class: usize, k: usize) -> Option<(Maps, Maps, f32)> {
+        if class >= self.classes || k >= self.stages.len() {
+            return None;
+        }
+        let mut scratch = Vec::new();
+        let mut x = self.stem.run(&Maps::image(image, size), Epilogue::Relu, &mut scratch);
+        for stage in &self.stages[..k] {
+            x = stage.run(&x, &mut scratch, &mut |_, _, _| {});
+        }
+        // The outputs of stage k and every later stage, and the later stages' first
+        // convolution outputs: what their backward passes mask with.
+        let mut outs = vec![self.stages[k].run(&x, &mut scratch, &mut |_, _, _| {})];
+        let mut firsts = Vec::new();
+        for stage in &self.stages[k + 1..] {
+            let mut first = None;
+            let out = stage.run(outs.last()?, &mut scratch, &mut |part, _, m| {
+                if part == Part::A {
+                    first = Some(m.clone());
+                }
+            });
+            firsts.push(first?);
+            outs.push(out);
+        }
+        let last = outs.last()?;
+        let score = *self.head(&last.pool()).get(class)?;
+        // y_c = Σ_f W[f, c] · mean(A_f) + b_c: the gradient at the last stage is W[f, c] / hw
+        // at every position of channel f.
+        let hw = last.height * last.width;
+        let mut g = Maps { channels: last.channels, height: last.height, width: last.width, data: Vec::with_capacity(last.data.len()) };
+        for f in 0..last.channels {
+            let v = self.head_weight.get(f * self.classes + class).copied().unwrap_or(0.0) / hw.max(1) as f32;
+            g.data.extend(std::iter::repeat_n(v, hw));
+        }
+        for j in (1..outs.len()).rev() {
+            g = self.stages[k + j].backward(&outs[j - 1], &firsts[j - 1], &outs[j], g, &mut scratch);
+        }
+        Some((outs.swap_remove(0), g, score))
     }
 
     /// Logits from pooled features (the linear head).
