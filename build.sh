@@ -2,8 +2,8 @@
 # build.sh — the one entry point. Idempotent; installs what is missing from the package
 # registries (Debian, crates.io, npm) and never downloads a browser or toolchain elsewhere.
 #
-#   ./build.sh          build the web app: the `ctxr-web` crate to wasm (release) + wasm-bindgen +
-#                       wasm-opt → www/pkg, weights → www/weights
+#   ./build.sh          build the web app: the `ctxr-web` crate to wasm (release; a CPU-only build
+#                       and one with WebGPU) + wasm-bindgen + wasm-opt → www/pkg, weights → www/weights
 #   ./build.sh serve    build, then serve www/ on http://127.0.0.1:${PORT:-8080}/
 #   ./build.sh lint     rustfmt --check, clippy (native and wasm32) with warnings denied
 #   ./build.sh test     lint, the hostile corpus (`ctxr corpus`), cargo test (release), then the
@@ -79,20 +79,27 @@ build_web() {
   node_deps
   local profile=wasm-release
   [ "${CI:-}" = "true" ] && profile=wasm-ci
-  log "cargo build -p ctxr-web --target wasm32-unknown-unknown --profile $profile"
-  cargo build -p ctxr-web --lib --target wasm32-unknown-unknown --profile "$profile"
   rm -rf www/pkg && mkdir -p www/pkg
-  log "wasm-bindgen --target web → www/pkg"
-  wasm-bindgen --target web --no-typescript --out-name ctxr --out-dir www/pkg "target/wasm32-unknown-unknown/$profile/ctxr_web.wasm"
-  if [ "$profile" = wasm-release ] && [ -x node_modules/.bin/wasm-opt ]; then
-    log "wasm-opt -O3 (binaryen $BINARYEN_VERSION from npm; Debian's binaryen breaks the module)"
-    node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-      --enable-simd --enable-mutable-globals www/pkg/ctxr_bg.wasm -o www/pkg/ctxr_bg.opt.wasm
-    mv www/pkg/ctxr_bg.opt.wasm www/pkg/ctxr_bg.wasm
-  fi
+  # Two builds of the one engine: `ctxr_cpu` without the WebGPU stack (about a third of the
+  # bytes: what a page running on the CPU downloads and compiles) and `ctxr` with it. The
+  # worker loads the CPU build unless WebGPU is asked for or has an adapter (www/worker.js).
+  local name features
+  for name in ctxr_cpu ctxr; do
+    features=(); [ "$name" = ctxr_cpu ] && features=(--no-default-features)
+    log "cargo build -p ctxr-web ${features[*]} --target wasm32-unknown-unknown --profile $profile"
+    cargo build -p ctxr-web --lib "${features[@]}" --target wasm32-unknown-unknown --profile "$profile"
+    log "wasm-bindgen --target web → www/pkg/$name.js"
+    wasm-bindgen --target web --no-typescript --out-name "$name" --out-dir www/pkg "target/wasm32-unknown-unknown/$profile/ctxr_web.wasm"
+    if [ "$profile" = wasm-release ] && [ -x node_modules/.bin/wasm-opt ]; then
+      log "wasm-opt -O3 $name (binaryen $BINARYEN_VERSION from npm; Debian's binaryen breaks the module)"
+      node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-simd --enable-mutable-globals "www/pkg/${name}_bg.wasm" -o "www/pkg/${name}_bg.opt.wasm"
+      mv "www/pkg/${name}_bg.opt.wasm" "www/pkg/${name}_bg.wasm"
+    fi
+  done
   rm -rf www/weights && mkdir -p www/weights
   cp weights/manifest.json weights/*.bpk www/weights/
-  log "built: $(du -h www/pkg/ctxr_bg.wasm | cut -f1) wasm, $(du -ch www/weights/* | tail -1 | cut -f1) weights"
+  log "built: $(du -h www/pkg/ctxr_cpu_bg.wasm | cut -f1) CPU wasm, $(du -h www/pkg/ctxr_bg.wasm | cut -f1) WebGPU and CPU wasm, $(du -ch www/weights/* | tail -1 | cut -f1) weights"
 }
 
 test_deps() {
@@ -112,6 +119,8 @@ lint() {
   cargo clippy --workspace --all-targets -- -D warnings
   log "cargo clippy (wasm32: the core and the web façade, as the browser builds them)"
   cargo clippy -p ctxr -p ctxr-web --target wasm32-unknown-unknown -- -D warnings
+  # The CPU-only build of the page's engine (no WebGPU stack).
+  cargo clippy -p ctxr-web --no-default-features --target wasm32-unknown-unknown -- -D warnings
   # The training step is in the core so that the page can adapt models: it must build for wasm.
   cargo clippy -p ctxr --features train --target wasm32-unknown-unknown -- -D warnings
 }

@@ -9,6 +9,7 @@ import { call } from './rpc.js';
 const hooks = {
   state: 'loading', // the page: 'loading' | 'ready' | 'busy' | 'error' (owned by status.js)
   backend: null, // the engine's backend once started: 'webgpu' | 'cpu'
+  build: null, // the engine build loaded: 'cpu' (CPU only, the smaller) | 'full' (WebGPU and CPU)
   startupMs: null, // engine start-up (download, compile, backend choice), ms
   constants: null, // the engine's page_constants() (file-size limit, window presets, colour maps)
   results: 0, // results and errors shown in the result panel

@@ -45,7 +45,7 @@ async function initEngine() {
     // An adapted model in use before this start is the one in use after it.
     await reinstallAdapted();
     if (generation !== engine.generation) return;
-    record({ backend: r.backend, startupMs: Math.round(r.startup_ms), constants });
+    record({ backend: r.backend, build: r.build, startupMs: Math.round(r.startup_ms), constants });
     setStatus('ready', { engine: engineName(r.backend, true), how: `(${r.how}${times ? `: ${times}` : ''})` });
     // Why WebGPU could not start, for the curious (hover), not for the sentence.
     $('backend-how').title = r.detail || '';

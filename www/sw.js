@@ -1,14 +1,15 @@
 // sw.js — makes the page work offline after the first visit: on install it caches the app
-// shell, the wasm build and the input gate's weights (same origin only); afterwards every
-// same-origin GET goes to the network first (so a new deployment is picked up), is cached, and
-// falls back to the cache when offline. A CT or X-ray model is therefore cached when the page
-// first needs it, never downloaded in advance. Requests to other origins are never made or
-// answered.
-const CACHE = 'ctxr-v5';
+// shell, the CPU-only wasm build (which every browser runs) and the input gate's weights (same
+// origin only); afterwards every same-origin GET goes to the network first (so a new
+// deployment is picked up), is cached, and falls back to the cache when offline. A CT or X-ray
+// model, and the WebGPU build, are therefore cached when the page first needs them, never
+// downloaded in advance (offline without the WebGPU build cached, the worker starts the CPU
+// build). Requests to other origins are never made or answered.
+const CACHE = 'ctxr-v6';
 const SHELL = [
   './', 'index.html', 'style.css',
   'main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'study.js', 'card.js', 'labelled.js', 'store.js', 'worker.js',
-  'pkg/ctxr.js', 'pkg/ctxr_bg.wasm', 'weights/manifest.json',
+  'pkg/ctxr_cpu.js', 'pkg/ctxr_cpu_bg.wasm', 'weights/manifest.json',
 ];
 
 self.addEventListener('install', (event) => {

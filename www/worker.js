@@ -2,14 +2,25 @@
 // gate's weights (same origin, cached by the service worker), fetches a CT or X-ray model only
 // when the first image (or study) that needs it arrives, reads a folder's files itself one at
 // a time (so a 300-file series never sits in the page's memory), starts the wasm engine on the faster of
-// WebGPU and the CPU (measured, unless the page asks for one), and answers the page's
+// WebGPU and the CPU (measured, unless the page asks for one; a CPU-only build where WebGPU
+// cannot run), and answers the page's
 // requests one at a time: {id, op, ...} → {id, ok, result | error}. Its `init` reply carries
 // the engine's page constants (file-size limit, window presets, colour maps), so the page
 // repeats none of them.
-import init, * as ctxr from './pkg/ctxr.js';
 
-const { Engine, version } = ctxr;
+// Two builds of the one engine (build.sh). The CPU build has no WebGPU stack and is about a
+// third of the bytes, so a page that runs on the CPU downloads and compiles far less before
+// its first result; the full build runs on WebGPU or the CPU. The CPU build is loaded unless
+// WebGPU is asked for or could run (an adapter exists), since then the faster of the two is
+// measured.
+const BUILDS = {
+  cpu: { js: './pkg/ctxr_cpu.js', wasm: './pkg/ctxr_cpu_bg.wasm' },
+  full: { js: './pkg/ctxr.js', wasm: './pkg/ctxr_bg.wasm' },
+};
 
+let lib = null; // the loaded build's module: Engine, version, page_constants
+let build = null; // which of BUILDS it is
+let buildNote = null; // why the CPU build was loaded where WebGPU was wanted
 let engine = null;
 let manifest = null;
 let wasm = null; // the module's exports (its linear memory is reported by `memory`)
@@ -57,12 +68,42 @@ async function fetchModels(models, onProgress) {
   }
 }
 
-// The engine: its WebAssembly downloaded with progress (the largest download of all), then
-// compiled; the stages are reported to the page.
-async function loadEngine() {
-  const bytes = await fetchBytes(new URL('./pkg/ctxr_bg.wasm', import.meta.url), (got, total) => post({ type: 'progress', got, total, model: 'engine' }));
+// The build `which`: its WebAssembly downloaded with progress (the largest download of all),
+// then compiled; the stages are reported to the page.
+async function loadEngine(which) {
+  const mod = await import(BUILDS[which].js);
+  const bytes = await fetchBytes(new URL(BUILDS[which].wasm, import.meta.url), (got, total) => post({ type: 'progress', got, total, model: 'engine' }));
   post({ type: 'progress', got: 0, total: 0, model: 'compile' });
-  return init({ module_or_path: bytes });
+  wasm = await mod.default({ module_or_path: bytes });
+  if (typeof mod.page_constants !== 'function') {
+    throw { kind: 'internal', message: 'this build of the engine has no page_constants(): rebuild www/pkg' };
+  }
+  lib = mod;
+  build = which;
+}
+
+// The build for `preference`: the full one when WebGPU is asked for or has an adapter here (a
+// build already loaded that can run the preference is kept: the full build runs the CPU too).
+// A full build that cannot be loaded (offline, not cached) gives way to the CPU build.
+async function ensureBuild(preference) {
+  let want = 'cpu';
+  buildNote = null;
+  if (preference !== 'cpu' && navigator.gpu) {
+    // Asked for, the full build is loaded even without an adapter, so that wgpu says why.
+    const adapter = await navigator.gpu.requestAdapter().catch(() => null);
+    if (adapter || preference === 'webgpu') want = 'full';
+    else buildNote = 'no WebGPU adapter';
+  }
+  if (lib && (build === want || build === 'full')) return;
+  if (engine) { engine.free(); engine = null; }
+  if (want === 'full') {
+    try {
+      return await loadEngine('full');
+    } catch (e) {
+      buildNote = `the WebGPU build could not be loaded (${asError(e).message})`;
+    }
+  }
+  if (build !== 'cpu') await loadEngine('cpu');
 }
 
 // The manifest, then the models needed before any image: the gate (every model when the
@@ -98,7 +139,7 @@ async function withModel(run) {
 }
 
 async function start(backend) {
-  const e = await Engine.create(backend, manifest.text);
+  const e = await lib.Engine.create(backend, manifest.text);
   for (const [id, bytes] of Object.entries(records)) e.load_model(id, bytes);
   return e;
 }
@@ -134,6 +175,7 @@ async function choose(preference) {
     times: {},
   });
   if (!hasGpu) return onCpu('in this browser');
+  if (build === 'cpu') return onCpu('on this machine', buildNote);
   let gpu = null;
   let gpuError = null;
   // wgpu's message ends with a dump of every backend it probed: keep the first sentence.
@@ -151,11 +193,8 @@ async function choose(preference) {
 const ops = {
   async init({ backend = 'auto' }) {
     const t0 = performance.now();
-    wasm = wasm || (await loadEngine());
-    if (typeof ctxr.page_constants !== 'function') {
-      throw { kind: 'internal', message: 'this build of the engine has no page_constants(): rebuild www/pkg' };
-    }
-    const constants = ctxr.page_constants();
+    await ensureBuild(backend);
+    const constants = lib.page_constants();
     if (!records) await loadStart((got, total, model) => post({ type: 'progress', got, total, model }));
     if (engine) { engine.free(); engine = null; }
     choice = await choose(backend);
@@ -166,7 +205,8 @@ const ops = {
       detail: choice.detail ?? null,
       times: choice.times,
       loaded: engine.loaded(),
-      version: version(),
+      version: lib.version(),
+      build,
       manifest: manifest.json,
       constants,
       startup_ms: performance.now() - t0,

@@ -36,7 +36,7 @@ const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-e
 
 // The served folder: links to the built page's wasm and weights, onnxruntime-web's files, the
 // exported networks and the in-page half.
-for (const need of [join(root, 'www', 'pkg', 'ctxr_bg.wasm'), join(root, 'node_modules', 'onnxruntime-web', 'dist'), ...MODELS.map((m) => join(bench, 'onnx', `${m}.onnx`))]) {
+for (const need of [join(root, 'www', 'pkg', 'ctxr_bg.wasm'), join(root, 'www', 'pkg', 'ctxr_cpu_bg.wasm'), join(root, 'node_modules', 'onnxruntime-web', 'dist'), ...MODELS.map((m) => join(bench, 'onnx', `${m}.onnx`))]) {
   if (!existsSync(need)) { console.error(`missing ${need}: run ./build.sh bench`); process.exit(2); }
 }
 rmSync(site, { recursive: true, force: true });
@@ -72,7 +72,10 @@ try {
   for (const id of MODELS) {
     const r = (results.models[id] = {});
     // Cold start, fresh context each time.
-    for (const [name, start] of [['ctxr_cpu', ['ctxrStart', 'cpu', id]], ['ort_wasm', ['ortStart', 'wasm', id, 1, sizes[id]]]]) {
+    // ctxr_cpu: the CPU-only build a page on the CPU loads; ctxr_full_cpu: the build with
+    // WebGPU that a browser with a WebGPU adapter loads, started on the CPU.
+    const starts = [['ctxr_cpu', ['ctxrStart', 'cpu', id]], ['ctxr_full_cpu', ['ctxrStart', 'cpu', id, 'ctxr']], ['ort_wasm', ['ortStart', 'wasm', id, 1, sizes[id]]]];
+    for (const [name, start] of starts) {
       const runs = [];
       for (let i = 0; i < REPEATS; i++) {
         runs.push(await withPage(plain.url, async (page) => {
@@ -144,9 +147,9 @@ for (const [id, r] of Object.entries(results.models)) {
     const ort = name === 'cpu_threaded' ? `${c.ort_threads} threads${c.isolated ? '' : ' (NOT isolated)'}` : '';
     console.log(`${id.padEnd(6)} ${name.padEnd(15)} ${`${c.ctxr_median_ms} (${c.ctxr_p90_ms})`.padEnd(22)} ${`${c.ort_median_ms} (${c.ort_p90_ms}) ${ort}`.padEnd(21)} ${String(c.ratio).padEnd(16)} ${c.logits_max_diff.toExponential(1)}`);
   }
-  for (const name of ['ctxr_cpu', 'ort_wasm']) {
+  for (const name of ['ctxr_cpu', 'ctxr_full_cpu', 'ort_wasm']) {
     const c = r[`${name}_cold`];
-    console.log(`${id.padEnd(6)} cold ${name.padEnd(10)} ready ${c.ready_ms} ms, first result ${c.first_ms} ms, ${(c.gzip_bytes / 1e6).toFixed(2)} MB gzip (${c.files.map((f) => f.split('/').pop()).join(', ')})`);
+    console.log(`${id.padEnd(6)} cold ${name.padEnd(13)} ready ${c.ready_ms} ms, first result ${c.first_ms} ms, ${(c.gzip_bytes / 1e6).toFixed(2)} MB gzip (${c.files.map((f) => f.split('/').pop()).join(', ')})`);
   }
 }
 console.log(`\nctxr images/s by batch size (${BATCHES.join(', ')} images per forward pass)`);

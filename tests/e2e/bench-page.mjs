@@ -17,12 +17,14 @@ export function input(size) {
   return x;
 }
 
-// Load ctxr's wasm (streaming compile), create an engine on `backend`, load model `id`, run
-// it once. Times: ready (engine and model loaded) and first (first logits), from the call.
-export async function ctxrStart(backend, id) {
+// Load ctxr's wasm (streaming compile) as the page's worker does for `backend` (the CPU-only
+// build for the CPU, the full build for WebGPU), create an engine on `backend`, load model
+// `id`, run it once (`name` another build: 'ctxr' is the full one). Times: ready (engine and
+// model loaded) and first (first logits), from the call.
+export async function ctxrStart(backend, id, name = backend === 'cpu' ? 'ctxr_cpu' : 'ctxr') {
   const t0 = performance.now();
-  const mod = await import('./pkg/ctxr.js');
-  await mod.default({ module_or_path: new URL('./pkg/ctxr_bg.wasm', import.meta.url) });
+  const mod = await import(`./pkg/${name}.js`);
+  await mod.default({ module_or_path: new URL(`./pkg/${name}_bg.wasm`, import.meta.url) });
   const manifestText = await (await fetch('weights/manifest.json')).text();
   const engine = await mod.Engine.create(backend, manifestText);
   const entry = JSON.parse(manifestText).models.find((m) => m.id === id);

@@ -446,10 +446,22 @@ async function clearCheck(page, file) {
   }));
   check(!left.result && !left.batch && left.rows === 0 && left.canvases === 0 && left.current === null && /^Cleared: \d+ files? /.test(left.said),
     `Clear leaves nothing on screen (${left.said})`, JSON.stringify(left));
-  // Cleared while a file is being read: its result never appears.
+  // Cleared while a file is being read: its result never appears. The file is given and Clear
+  // clicked in one task of the page, after the change handler has started reading it, so that
+  // the reply cannot arrive in between (with two steps from here, a fast engine could finish
+  // the file first).
   const results = await hook(page, 'results');
-  await page.setInputFiles('#files', file);
-  await page.click('#clear');
+  const reading = await page.evaluate(({ name, bytes }) => {
+    const given = new DataTransfer();
+    given.items.add(new File([new Uint8Array(bytes)], name));
+    const input = document.getElementById('files');
+    input.files = given.files;
+    input.dispatchEvent(new Event('change', { bubbles: true }));
+    const state = globalThis.ctxrHooks.state;
+    document.getElementById('clear').click();
+    return state;
+  }, { name: file.name, bytes: [...file.buffer] });
+  check(reading === 'busy', 'the file given before Clear was being read when Clear was clicked', reading);
   await page.waitForFunction(() => globalThis.ctxrHooks.state === 'ready', null, { timeout: 120000 });
   await page.waitForTimeout(1000);
   const after = await page.evaluate(() => ({ result: !document.getElementById('result').hidden, batch: !document.getElementById('batch').hidden, current: globalThis.ctxrHooks.current }));
@@ -678,10 +690,14 @@ async function bigStudyCheck(page, numbers, slices) {
 
 function sizes() {
   const wasm = readFileSync(join(www, 'pkg', 'ctxr_bg.wasm'));
+  const cpu = readFileSync(join(www, 'pkg', 'ctxr_cpu_bg.wasm'));
   const js = readFileSync(join(www, 'pkg', 'ctxr.js'));
   const weights = readdirSync(join(www, 'weights')).map((f) => readFileSync(join(www, 'weights', f)));
   const w = Buffer.concat(weights);
-  return { wasm: wasm.length, wasm_gzip: gzipSync(wasm, { level: 9 }).length, glue_js: js.length, weights: w.length, weights_gzip: gzipSync(w, { level: 9 }).length };
+  return {
+    wasm: wasm.length, wasm_gzip: gzipSync(wasm, { level: 9 }).length, cpu_wasm: cpu.length, cpu_wasm_gzip: gzipSync(cpu, { level: 9 }).length,
+    glue_js: js.length, weights: w.length, weights_gzip: gzipSync(w, { level: 9 }).length,
+  };
 }
 
 // A small labelled CT set from a hospital the shipped model never trained on (MosMed, one
@@ -881,6 +897,11 @@ async function runBackend(backend, origin) {
     const shown = await page.evaluate(() => ({ backend: globalThis.ctxrHooks.backend, how: document.getElementById('backend-how').textContent, state: globalThis.ctxrHooks.state }));
     if (!check(shown.state === 'ready' && shown.backend === backend, `engine started on ${backend}`, JSON.stringify(shown))) return numbers;
     if (backend === 'cpu') check(/not available|failed to start/.test(shown.how), `CPU fallback says why ${shown.how}`, shown.how);
+    // Where WebGPU cannot run, the worker loads the CPU-only build and never the full one.
+    const build = await hook(page, 'build');
+    const wasmFetched = requests.map((q) => q.url.split('/').pop()).filter((f) => /^ctxr(_cpu)?_bg\.wasm$/.test(f));
+    check(build === (backend === 'cpu' ? 'cpu' : 'full') && (backend !== 'cpu' || !wasmFetched.includes('ctxr_bg.wasm')),
+      `the ${backend} page runs the ${backend === 'cpu' ? 'CPU-only' : 'full (WebGPU and CPU)'} engine build`, `${build}; fetched ${wasmFetched.join(', ')}`);
     // The modules main.js imports (worker.js is proven by the engine having started).
     const fetched = new Set([...requests.map((r) => r.url), ...(await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name)))]);
     const imported = PAGE_MODULES.filter((f) => f !== 'worker.js');
@@ -1067,7 +1088,7 @@ async function moduleChecks(origin) {
   const shell = (sw.match(/const SHELL = \[([\s\S]*?)\];/) || [])[1] || '';
   const listed = [...shell.matchAll(/'([^']+)'/g)].map((m) => m[1]);
   const missing = PAGE_MODULES.filter((f) => !listed.includes(f));
-  const stale = listed.filter((f) => f.endsWith('.js') && !f.startsWith('pkg/') && !PAGE_MODULES.includes(f));
+  const stale = listed.filter((f) => (f.endsWith('.js') && !f.startsWith('pkg/') && !PAGE_MODULES.includes(f)) || (f.startsWith('pkg/') && !existsSync(join(www, f))));
   check(missing.length === 0 && stale.length === 0, 'the service worker precaches every page module and no other', `missing ${missing.join(' ')}; not in www: ${stale.join(' ')}`);
   const undocumented = PAGE_MODULES.filter((f) => !/^\s*(\/\/|\/\*\*?)[\s*]*\S+\.js — one job: /.test(readFileSync(join(www, f), 'utf8')));
   check(undocumented.length === 0, 'each page module opens with a comment saying its one job', undocumented.join(' '));
@@ -1088,7 +1109,7 @@ const results = [];
 try {
   await moduleChecks(url);
   const s = sizes();
-  console.log(`sizes: wasm ${s.wasm} B (gzip ${s.wasm_gzip}), glue JS ${s.glue_js} B, weights ${s.weights} B (gzip ${s.weights_gzip})`);
+  console.log(`sizes: wasm ${s.wasm} B (gzip ${s.wasm_gzip}), CPU-only wasm ${s.cpu_wasm} B (gzip ${s.cpu_wasm_gzip}), glue JS ${s.glue_js} B, weights ${s.weights} B (gzip ${s.weights_gzip})`);
   // CTXR_E2E_BACKENDS=cpu (or webgpu) runs one backend while developing; CI
   // (CTXR_REQUIRE_DATA=1) always runs both.
   const wanted = process.env.CTXR_REQUIRE_DATA ? '' : process.env.CTXR_E2E_BACKENDS;
