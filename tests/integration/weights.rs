@@ -53,6 +53,29 @@ fn damaged_record_is_refused() {
 }
 
 #[test]
+fn an_architecture_without_channels_or_without_bound_is_refused_before_it_is_built() {
+    // A manifest is a user's file when they load an adapted model: the record's hash matches,
+    // but the widths it declares must not make the engine build layers without channels
+    // (a panic in the kernels) or allocate without bound (an abort).
+    let dev = ctxr::model::device::cpu();
+    let model = ModelConfig::new(2).init_seeded(&dev, 42).valid();
+    let bytes = record_bytes(&model, false).unwrap();
+    let mut cases = Vec::new();
+    for widths in [vec![0, 48, 96, 192], vec![24, 48, 96, 1_000_000]] {
+        cases.push(ModelConfig { stage_widths: widths, ..ModelConfig::new(2) });
+    }
+    cases.push(ModelConfig { stem_width: 0, ..ModelConfig::new(2) });
+    cases.push(ModelConfig { in_channels: 3, ..ModelConfig::new(2) });
+    for arch in cases {
+        let what = format!("{arch:?}");
+        match Classifier::load(entry(&bytes, arch, RecordDtype::F32, 0), &bytes, dev.clone()) {
+            Err(WeightsError::Widths { .. }) => {}
+            other => panic!("{what}: expected Widths, got {:?}", other.err()),
+        }
+    }
+}
+
+#[test]
 fn f16_record_is_half_the_size_and_close() {
     let dev = ctxr::model::device::cpu();
     let arch = ModelConfig::new(2);

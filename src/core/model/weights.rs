@@ -30,6 +30,10 @@ pub enum WeightsError {
     NoDistanceModel,
     #[error("the manifest's architecture is invalid: {stages} stages, {outputs} outputs for {classes} classes")]
     Architecture { stages: usize, outputs: usize, classes: usize },
+    #[error(
+        "the manifest's architecture is invalid: {in_channels} input channel(s), widths {stem} and {stages:?} (one input channel; every width 1 to {MAX_WIDTH})"
+    )]
+    Widths { in_channels: usize, stem: usize, stages: Vec<usize> },
     #[error("the model could not be prepared for the CPU: {0}")]
     Fuse(#[from] super::fused::FuseError),
 }
@@ -50,8 +54,11 @@ pub struct Expected<'a> {
     pub classes: usize,
 }
 
-/// Check the record's hash, then build the model on `device` and load the record into it.
-/// The model comes back in inference mode.
+/// The widest layer a manifest may describe (the shipped models' widest has 192 channels).
+pub const MAX_WIDTH: usize = 1024;
+
+/// Check the record's hash and the manifest's architecture, then build the model on `device`
+/// and load the record into it. The model comes back in inference mode.
 pub fn load_model(expected: Expected, record: &[u8], device: &Device) -> Result<Cnn, WeightsError> {
     let got = sha256_hex(record);
     if !got.eq_ignore_ascii_case(expected.sha256.trim()) {
@@ -61,6 +68,12 @@ pub fn load_model(expected: Expected, record: &[u8], device: &Device) -> Result<
     let classes = expected.classes;
     if arch.stage_widths.is_empty() || arch.num_classes == 0 || arch.num_classes != classes || arch.stage_widths.len() > 8 {
         return Err(WeightsError::Architecture { stages: arch.stage_widths.len(), outputs: arch.num_classes, classes });
+    }
+    // Checked before the network is built: a manifest (an adapted model is the user's own file)
+    // must not make it allocate without bound or build layers without channels.
+    let width_ok = |w: usize| (1..=MAX_WIDTH).contains(&w);
+    if arch.in_channels != 1 || !width_ok(arch.stem_width) || !arch.stage_widths.iter().all(|&w| width_ok(w)) {
+        return Err(WeightsError::Widths { in_channels: arch.in_channels, stem: arch.stem_width, stages: arch.stage_widths.clone() });
     }
     let rec = ModuleRecord::from_bytes(Bytes::from_bytes_vec(record.to_vec())).map_err(WeightsError::Record)?;
     let model = arch.init(device);
