@@ -59,33 +59,31 @@ async function ortRun(x) {
   return out.logits.data;
 }
 
-// Milliseconds of each of `runs` forward passes (input in, logits read back) with `which`.
-export async function time(which, runs) {
-  const size = which === 'ctxr' ? ctxr.size : ort.size;
-  const x = input(size);
+// Milliseconds of each of `runs` awaited calls of `f`.
+async function timed(runs, f) {
   const times = [];
   for (let i = 0; i < runs; i++) {
     const t = performance.now();
-    if (which === 'ctxr') await ctxr.engine.logits(ctxr.id, x);
-    else await ortRun(x);
+    await f();
     times.push(performance.now() - t);
   }
   return times;
 }
 
-// Milliseconds of each of `runs` forward passes of ctxr on `n` images at once (one batch).
+// Milliseconds of each of `runs` forward passes (input in, logits read back) with `which`.
+export async function time(which, runs) {
+  const x = input(which === 'ctxr' ? ctxr.size : ort.size);
+  return timed(runs, () => (which === 'ctxr' ? ctxr.engine.logits(ctxr.id, x) : ortRun(x)));
+}
+
+// Milliseconds of each of `runs` forward passes of ctxr on `n` images at once (one batch),
+// after one untimed pass.
 export async function timeBatch(n, runs) {
   const one = input(ctxr.size);
   const x = new Float32Array(n * one.length);
   for (let i = 0; i < n; i++) x.set(one, i * one.length);
   await ctxr.engine.logits(ctxr.id, x);
-  const times = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await ctxr.engine.logits(ctxr.id, x);
-    times.push(performance.now() - t);
-  }
-  return times;
+  return timed(runs, () => ctxr.engine.logits(ctxr.id, x));
 }
 
 // Milliseconds of each of `runs` Grad-CAMs of class 1 at stage `layer` with ctxr (after one
@@ -93,13 +91,7 @@ export async function timeBatch(n, runs) {
 export async function timeCam(layer, runs) {
   const x = input(ctxr.size);
   await ctxr.engine.grad_cam(ctxr.id, x, 1, layer);
-  const times = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await ctxr.engine.grad_cam(ctxr.id, x, 1, layer);
-    times.push(performance.now() - t);
-  }
-  return times;
+  return timed(runs, () => ctxr.engine.grad_cam(ctxr.id, x, 1, layer));
 }
 
 // ctxr's own median of `runs` forward passes timed inside wasm (no promise or copy around
