@@ -98,7 +98,7 @@ build_web() {
     fi
   done
   rm -rf www/weights && mkdir -p www/weights
-  cp weights/manifest.json weights/*.bpk www/weights/
+  cp weights/manifest.json weights/*.details.json weights/*.bpk www/weights/
   log "built: $(du -h www/pkg/ctxr_cpu_bg.wasm | cut -f1) CPU wasm, $(du -h www/pkg/ctxr_bg.wasm | cut -f1) WebGPU and CPU wasm, $(du -ch www/weights/* | tail -1 | cut -f1) weights"
 }
 

@@ -28,6 +28,7 @@ const hooks = {
   adapted: null, // the adapted model in use: {id, title, sha256, images, auc_before, auc_after} (null: the shipped models)
   saved: 0, // adapted models kept in this browser (IndexedDB)
   sw: null, // 'ready' once the service worker controls the page (offline use)
+  cardDetails: null, // the model card's details, fetched when the card is first seen: 'loaded' | 'failed: …'
 };
 
 /** Set some of the hooks' fields (only those declared above). */

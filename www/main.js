@@ -19,7 +19,8 @@ const engine = {
   generation: 0, // the newest start; replies to older ones are ignored
   cardDrawn: false,
   ready: false, // the first start finished (later downloads are on-demand models)
-  manifest: null, // the manifest the engine uses, adapted entries included (the model card's)
+  manifest: null, // the shipped manifest (with its models' details once the card has been seen)
+  adapted: null, // the adapted entry in use, which the card shows in place of its base's
 };
 
 async function initEngine() {
@@ -39,13 +40,15 @@ async function initEngine() {
     engine.ready = true;
     if (!engine.cardDrawn) {
       engine.manifest = r.manifest;
-      renderModelCard($('card-body'), r.manifest);
+      drawCard();
+      loadCardDetailsWhenSeen();
       engine.cardDrawn = true;
     }
     // An adapted model in use before this start is the one in use after it.
     await reinstallAdapted();
     if (generation !== engine.generation) return;
     record({ backend: r.backend, build: r.build, startupMs: Math.round(r.startup_ms), constants });
+    keepOffline(r.build_files);
     setStatus('ready', { engine: engineName(r.backend, true), how: `(${r.how}${times ? `: ${times}` : ''})` });
     // Why WebGPU could not start, for the curious (hover), not for the sentence.
     $('backend-how').title = r.detail || '';
@@ -56,13 +59,12 @@ async function initEngine() {
   }
 }
 
-// Start-up in stages: the engine's download (with its bytes), its compilation, the input
-// gate's download, then the backend timing. A CT or X-ray model is fetched when the first
-// image that needs it arrives, and the bar shows again for that download.
+// Start-up in stages: the engine's download (with its bytes; the manifest and the input gate
+// arrive meanwhile), its compilation, then the backend timing. A CT or X-ray model is fetched
+// when the first image that needs it arrives, and the bar shows again for that download.
 const STAGE_WORDS = {
   engine: 'Downloading the engine (WebAssembly)',
   compile: 'Compiling the engine',
-  gate: 'Downloading the input gate',
   backend: 'Starting the backend and timing it',
   ct: 'Downloading the CT model (first CT image)',
   cxr: 'Downloading the X-ray model (first X-ray)',
@@ -98,9 +100,59 @@ function showOverride() {
     : `Every file is now read as ${OVERRIDE_WORDS[m]}: the input gate's network is off, so nothing checks that a file is one (colour pictures and non-chest DICOM files are still refused). Choose "detected per file" to turn the gate back on.`;
 }
 
-if ('serviceWorker' in navigator && location.protocol !== 'file:') {
+const usesServiceWorker = 'serviceWorker' in navigator && location.protocol !== 'file:';
+if (usesServiceWorker) {
   navigator.serviceWorker.register('sw.js').catch(() => {});
   navigator.serviceWorker.ready.then(() => record({ sw: 'ready' }));
+}
+
+// The model card follows the model in use: an adapted entry replaces its base's.
+function drawCard() {
+  if (!engine.manifest) return;
+  const a = engine.adapted;
+  const models = a ? [...engine.manifest.models.filter((m) => m.id !== a.id), a] : engine.manifest.models;
+  renderModelCard($('card-body'), { ...engine.manifest, models });
+}
+
+// The bulk of the card's numbers (every set's metrics, ROC curves, cross-validation) is not in
+// the manifest the page starts with but in each model's details file (`details`): fetched the
+// first time the card comes into view, then put where the manifest keeps them in the CLI's
+// whole entries (`evaluation.sets`, `training.cross_validation`; the same as Rust's
+// `ModelEntry::attach`), and the card drawn again.
+function loadCardDetailsWhenSeen() {
+  const whole = async (m) => {
+    if (!m.details) return m;
+    const res = await fetch(`weights/${m.details}`);
+    if (!res.ok) throw new Error(`could not download ${m.details} (HTTP ${res.status})`);
+    const d = await res.json();
+    return {
+      ...m,
+      evaluation: m.evaluation && d.sets ? { ...m.evaluation, sets: d.sets } : m.evaluation,
+      training: m.training && d.cross_validation ? { ...m.training, cross_validation: d.cross_validation } : m.training,
+    };
+  };
+  const load = async () => {
+    try {
+      engine.manifest = { ...engine.manifest, models: await Promise.all(engine.manifest.models.map(whole)) };
+      drawCard();
+      record({ cardDetails: 'loaded' });
+    } catch (e) {
+      record({ cardDetails: `failed: ${e.message}` });
+    }
+  };
+  const seen = new IntersectionObserver((entries) => {
+    if (!entries.some((e) => e.isIntersecting)) return;
+    seen.disconnect();
+    load();
+  });
+  seen.observe($('card'));
+}
+
+// The service worker keeps the engine build this browser runs, and only that one, for starts
+// without the network (sw.js).
+function keepOffline(paths) {
+  if (!usesServiceWorker || !paths) return;
+  navigator.serviceWorker.ready.then((reg) => reg.active?.postMessage({ keep: paths })).catch(() => {});
 }
 // ?backend=webgpu|cpu|auto chooses the engine (the same as the menu, whose options are the valid values).
 const select = $('backend-select');
@@ -115,13 +167,11 @@ select.addEventListener('change', (e) => {
   initEngine();
 });
 setupInput();
-// The model card follows the model in use: an adapted entry replaces its base's.
 setupLabelled({
   onOpen: openFileAs,
   onModelChange: (entry) => {
-    if (!engine.manifest) return;
-    const shipped = engine.manifest.models.filter((m) => m.id !== entry.id);
-    renderModelCard($('card-body'), { ...engine.manifest, models: [...shipped, entry] });
+    engine.adapted = entry.adapted ? entry : null; // a shipped entry: the manifest's, details and all
+    drawCard();
   },
 });
 setupViewer({ onReadAs: readAs, onTrial: updateRow });

@@ -1,16 +1,21 @@
 // sw.js — makes the page work offline after the first visit: on install it caches the app
-// shell, the CPU-only wasm build (which every browser runs) and the input gate's weights (same
-// origin only); afterwards every same-origin GET goes to the network first (so a new
-// deployment is picked up), is cached, and falls back to the cache when offline. A CT or X-ray
-// model, and the WebGPU build, are therefore cached when the page first needs them, never
-// downloaded in advance (offline without the WebGPU build cached, the worker starts the CPU
-// build). Requests to other origins are never made or answered.
-const CACHE = 'ctxr-v6';
+// shell and the input gate's weights (same origin only); afterwards every same-origin GET goes
+// to the network first (so a new deployment is picked up), is cached, and falls back to the
+// cache when offline. A CT or X-ray model is therefore cached when the page first needs it,
+// never downloaded in advance. Of the engine's two builds, only the one this browser runs is
+// kept: the page posts its files (`{ keep: [paths] }`) once the worker has loaded it, because
+// on a first visit the worker fetched it before this service worker was in control (a WebGPU
+// browser never downloads the CPU-only build, and a CPU one never the WebGPU build; offline
+// without the WebGPU build cached, the worker starts the CPU build). Requests to other origins
+// are never made or answered.
+const CACHE = 'ctxr-v7';
 const SHELL = [
   './', 'index.html', 'style.css',
   'main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'study.js', 'card.js', 'labelled.js', 'store.js', 'worker.js',
-  'pkg/ctxr_cpu.js', 'pkg/ctxr_cpu_bg.wasm', 'weights/manifest.json',
+  'weights/manifest.json',
 ];
+// What a page may ask to keep: the engine's files, nothing else.
+const KEEPABLE = /^\.\/pkg\/[\w-]+\.(js|wasm)$/;
 
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
@@ -26,6 +31,17 @@ self.addEventListener('activate', (event) => {
   event.waitUntil((async () => {
     for (const key of await caches.keys()) if (key !== CACHE) await caches.delete(key);
     await self.clients.claim();
+  })());
+});
+
+self.addEventListener('message', (event) => {
+  const paths = Array.isArray(event.data?.keep) ? event.data.keep.filter((p) => typeof p === 'string' && KEEPABLE.test(p)) : [];
+  if (!paths.length) return;
+  event.waitUntil((async () => {
+    const cache = await caches.open(CACHE);
+    const missing = [];
+    for (const p of paths) if (!(await cache.match(p))) missing.push(p);
+    await cache.addAll(missing);
   })());
 });
 

@@ -77,7 +77,7 @@
  * @property {number|null} accuracy
  * @property {number} [auc]
  * @property {number} [macro_auc]
- * @property {{internal_heldout: Report, external: Report}} sets
+ * @property {{internal_heldout: Report, external: Report}} [sets] from the model's details file
  * @property {Audit} [audit]
  */
 
@@ -163,7 +163,7 @@
  * @property {Object<string, Object<string, number>>} pool_sources
  * @property {Object<string, Object<string, number>>} [external_sources]
  * @property {string} [shipped_model]
- * @property {CrossValidation} [cross_validation]
+ * @property {CrossValidation} [cross_validation] from the model's details file
  * @property {string} [trained_on]
  * @property {string} [validation]
  * @property {number} [minutes]
@@ -211,6 +211,16 @@
  * @property {Provenance} [adapted]
  * @property {string[]} credits
  * @property {string[]} notes
+ * @property {string} [details] file of its Details, beside the manifest
+ */
+
+/**
+ * What the model card draws besides a manifest entry, in `weights/<id>.details.json`: the page
+ * fetches it when the card is first seen and puts `sets` in `evaluation` and
+ * `cross_validation` in `training`, where the CLI's whole entries hold them.
+ * @typedef {object} Details
+ * @property {{internal_heldout: Report, external: Report}} [sets]
+ * @property {CrossValidation} [cross_validation]
  */
 
 /**

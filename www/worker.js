@@ -68,13 +68,25 @@ async function fetchModels(models, onProgress) {
   }
 }
 
-// The build `which`: its WebAssembly downloaded with progress (the largest download of all),
-// then compiled; the stages are reported to the page.
+// The build `which`: its WebAssembly compiled as it downloads (streaming: the compiler works
+// on the first bytes while the last ones arrive), the bytes counted on their way for the
+// page's progress; the stages are reported to the page.
 async function loadEngine(which) {
   const mod = await import(BUILDS[which].js);
-  const bytes = await fetchBytes(new URL(BUILDS[which].wasm, import.meta.url), (got, total) => post({ type: 'progress', got, total, model: 'engine' }));
-  post({ type: 'progress', got: 0, total: 0, model: 'compile' });
-  wasm = await mod.default({ module_or_path: bytes });
+  const url = new URL(BUILDS[which].wasm, import.meta.url);
+  const res = await fetch(url);
+  if (!res.ok) throw { kind: 'download', message: `could not download ${url} (HTTP ${res.status})` };
+  const total = Number(res.headers.get('content-length')) || 0;
+  let got = 0;
+  const counted = res.body.pipeThrough(new TransformStream({
+    transform(chunk, out) {
+      got += chunk.length;
+      post({ type: 'progress', got, total, model: 'engine' });
+      out.enqueue(chunk);
+    },
+    flush() { post({ type: 'progress', got: 0, total: 0, model: 'compile' }); },
+  }));
+  wasm = await mod.default({ module_or_path: new Response(counted, { headers: { 'content-type': 'application/wasm' } }) });
   if (typeof mod.page_constants !== 'function') {
     throw { kind: 'internal', message: 'this build of the engine has no page_constants(): rebuild www/pkg' };
   }
@@ -107,8 +119,10 @@ async function ensureBuild(preference) {
 }
 
 // The manifest, then the models needed before any image: the gate (every model when the
-// manifest has none, since nothing could route an image then).
-async function loadStart(onProgress) {
+// manifest has none, since nothing could route an image then). Fetched while the engine
+// downloads and compiles, so its progress is not reported: the engine's bar is the one shown,
+// and the gate is a fraction of its bytes.
+async function loadStart() {
   const res = await fetch('weights/manifest.json');
   if (!res.ok) throw { kind: 'download', message: `could not download the manifest (HTTP ${res.status})` };
   const text = await res.text();
@@ -116,7 +130,7 @@ async function loadStart(onProgress) {
   const models = manifest.json.models.filter((m) => m.record);
   const gate = models.filter((m) => m.id === 'gate');
   records = {};
-  await fetchModels(gate.length ? gate : models, onProgress);
+  await fetchModels(gate.length ? gate : models, () => {});
 }
 
 // A model the engine asked for (`model_not_loaded`): fetch it and load it on the running engine.
@@ -124,7 +138,7 @@ async function loadOnDemand(id) {
   const m = manifest.json.models.find((x) => x.id === id && x.record);
   if (!m || records[id]) throw { kind: 'model_not_loaded', message: `the ${id} model is not in the manifest` };
   await fetchModels([m], (got, total) => post({ type: 'progress', got, total, model: id }));
-  engine.load_model(id, records[id]);
+  await engine.load_model(id, records[id]);
 }
 
 // Run an engine call; when it needs a model not loaded yet, fetch that model and run it again.
@@ -140,7 +154,7 @@ async function withModel(run) {
 
 async function start(backend) {
   const e = await lib.Engine.create(backend, manifest.text);
-  for (const [id, bytes] of Object.entries(records)) e.load_model(id, bytes);
+  for (const [id, bytes] of Object.entries(records)) await e.load_model(id, bytes);
   return e;
 }
 
@@ -193,9 +207,11 @@ async function choose(preference) {
 const ops = {
   async init({ backend = 'auto' }) {
     const t0 = performance.now();
+    const fetching = records ? null : loadStart();
+    fetching?.catch(() => {}); // awaited below; an engine that fails first is the error to report
     await ensureBuild(backend);
     const constants = lib.page_constants();
-    if (!records) await loadStart((got, total, model) => post({ type: 'progress', got, total, model }));
+    await fetching;
     if (engine) { engine.free(); engine = null; }
     choice = await choose(backend);
     engine = choice.engine;
@@ -207,6 +223,7 @@ const ops = {
       loaded: engine.loaded(),
       version: lib.version(),
       build,
+      build_files: [BUILDS[build].js, BUILDS[build].wasm],
       manifest: manifest.json,
       constants,
       startup_ms: performance.now() - t0,
@@ -331,6 +348,14 @@ const ops = {
   },
 };
 
+// One forward pass of the first model loaded, queued after the start so that it runs while the
+// page waits for a file: the kernels' first run (a baseline compile of the WebAssembly until the
+// browser has optimised them, on WebGPU the shaders' compilation) is then not paid by the
+// user's first image. A file given meanwhile waits for it (a few milliseconds on the CPU).
+async function warmUp() {
+  if (engine && records && benchModel()) await engine.benchmark(benchModel(), 1).catch(() => {});
+}
+
 // Answered at once, not after the queue: showing a slice while a study is scored, the memory
 // figure (both only read the engine's state), and a request to cancel the adaptation running.
 const IMMEDIATE = new Set(['view_volume', 'memory', 'adapt_cancel']);
@@ -344,6 +369,7 @@ self.onmessage = (ev) => {
       const out = await ops[op](args);
       const [result, transfer] = Array.isArray(out) && out.length === 2 && Array.isArray(out[1]) ? out : [out, []];
       post({ id, ok: true, result, requests: requestCount() }, transfer);
+      if (op === 'init') queue = queue.then(warmUp);
     } catch (e) {
       // A trap inside WebAssembly leaves the module unusable: the page then starts a new worker.
       const fatal = typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError;

@@ -181,8 +181,10 @@ pub fn render(m: &Manifest) -> String {
         }
         match &e.evaluation {
             Some(Evaluation::Model(ev)) => {
-                set_table(&mut out, "Shipped model, external test sets (never used for training or selection)", &ev.sets.external);
-                set_table(&mut out, "Shipped model, its held-out fold (internal; patients never trained on)", &ev.sets.internal_heldout);
+                if let Some(sets) = &ev.sets {
+                    set_table(&mut out, "Shipped model, external test sets (never used for training or selection)", &sets.external);
+                    set_table(&mut out, "Shipped model, its held-out fold (internal; patients never trained on)", &sets.internal_heldout);
+                }
                 if let Some(a) = &ev.audit {
                     audit_tables(&mut out, a);
                 }

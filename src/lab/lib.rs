@@ -1,6 +1,6 @@
 //! ctxr's lab: everything that happens on a developer's machine and never in the browser —
 //! reading the shared data sets ([`data`]), choosing recipes and splits ([`recipe`]), training
-//! runs ([`train`]), evaluation reports ([`eval`]), ONNX export for benchmarks ([`onnx`]), the model card ([`card`]) and the hostile-input
+//! runs ([`train`]), the weights folder ([`weights`]), evaluation reports ([`eval`]), ONNX export for benchmarks ([`onnx`]), the model card ([`card`]) and the hostile-input
 //! [`corpus`] the decoders are tested against. The `ctxr`
 //! command line (`cli/`) presents it. It builds on the wasm-safe core (`ctxr`), which holds
 //! everything the page shares with it.
@@ -12,6 +12,7 @@ pub mod eval;
 pub mod onnx;
 pub mod recipe;
 pub mod train;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 

@@ -230,7 +230,11 @@ impl Engine {
             st.models.install(entry.clone(), &record).map_err(|e| analyze_error(&e))?;
             st.current = None;
             let verdict = adapted.provenance.cross_validation.verdict();
-            let o = to_js(&serde_json::json!({ "entry": entry, "manifest": st.models.manifest.to_json(), "verdict": verdict }))?;
+            // The manifest of the folder the user saves: the records, not the model card's
+            // details files, so it names none.
+            let mut saved = st.models.manifest.clone();
+            saved.models.iter_mut().for_each(|m| m.details = None);
+            let o = to_js(&serde_json::json!({ "entry": entry, "manifest": saved.to_json(), "verdict": verdict }))?;
             set_bytes(&o, "record", &record);
             Ok(o)
         })

@@ -35,7 +35,7 @@ use ctxr::imaging::{WindowChoice, WindowPreset};
 use ctxr::infer::analysis::{Analysis, AnalyzeError, Current, DISPLAY_MAX_SIDE, Models, Request};
 use ctxr::infer::study::{self, MIN_STUDY_SLICES, OpenStudy, StudyScorer};
 use ctxr::model::device::{self, BackendKind};
-use ctxr::model::{Manifest, Modality, ModelId, decode_options};
+use ctxr::model::{Manifest, Modality, ModelId, Record, decode_options};
 
 // The static constructors of the module's dependencies (cubecl registers about 4,900 for its
 // WGSL compiler). Called once, here: a module whose exports never call them is linked
@@ -168,6 +168,17 @@ fn model_id(id: &str) -> Result<ModelId, JsValue> {
     id.parse::<ModelId>().map_err(|e| error("bad_request", &e.to_string()))
 }
 
+/// The SHA-256 of `bytes` (lower-case hex) by the browser's native `crypto.subtle`, or `None`
+/// where it is missing (a page served over plain HTTP from another machine is not a secure
+/// context) or fails: the caller then hashes in wasm ([`Record`]).
+async fn browser_sha256(bytes: &[u8]) -> Option<String> {
+    let subtle = Reflect::get(&Reflect::get(&js_sys::global(), &"crypto".into()).ok()?, &"subtle".into()).ok()?;
+    let digest: js_sys::Function = Reflect::get(&subtle, &"digest".into()).ok()?.dyn_into().ok()?;
+    let promise: Promise = digest.call2(&subtle, &"SHA-256".into(), &Uint8Array::from(bytes)).ok()?.dyn_into().ok()?;
+    let hash = Uint8Array::new(&wasm_bindgen_futures::JsFuture::from(promise).await.ok()?).to_vec();
+    (hash.len() == 32).then(|| hash.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn busy() -> JsValue {
     error("busy", "the engine is still working on the previous request")
 }
@@ -224,11 +235,19 @@ impl Engine {
     }
 
     /// Load model `id` ("ct", "cxr", "gate") from its record bytes; the SHA-256 must match
-    /// the manifest.
-    pub fn load_model(&self, id: &str, record: &[u8]) -> Result<(), JsValue> {
-        let id = model_id(id)?;
-        let mut st = self.state.try_borrow_mut().map_err(|_| busy())?;
-        st.models.load(id, record).map_err(|e| analyze_error(&e))
+    /// the manifest. Resolves when loaded; rejects with `{kind, message}`.
+    pub fn load_model(&self, id: String, record: Vec<u8>) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let id = model_id(&id)?;
+            let record = match browser_sha256(&record).await {
+                Some(sha) => Record::hashed(&record, sha),
+                None => Record::from(&record),
+            };
+            let mut st = state.try_borrow_mut().map_err(|_| busy())?;
+            st.models.load(id, record).map_err(|e| analyze_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
     }
 
     /// Ids of the loaded models.

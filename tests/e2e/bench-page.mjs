@@ -17,18 +17,22 @@ export function input(size) {
   return x;
 }
 
-// Load ctxr's wasm (streaming compile) as the page's worker does for `backend` (the CPU-only
-// build for the CPU, the full build for WebGPU), create an engine on `backend`, load model
-// `id`, run it once (`name` another build: 'ctxr' is the full one). Times: ready (engine and
-// model loaded) and first (first logits), from the call.
+// Load ctxr's wasm as the page's worker does for `backend` (the CPU-only build for the CPU,
+// the full build for WebGPU; streaming compile, the manifest and the record fetched meanwhile),
+// create an engine on `backend`, load model `id`, run it once (`name` another build: 'ctxr' is
+// the full one). Times: ready (engine and model loaded) and first (first logits), from the call.
 export async function ctxrStart(backend, id, name = backend === 'cpu' ? 'ctxr_cpu' : 'ctxr') {
   const t0 = performance.now();
+  const fetching = (async () => {
+    const text = await (await fetch('weights/manifest.json')).text();
+    const entry = JSON.parse(text).models.find((m) => m.id === id);
+    return { text, entry, record: new Uint8Array(await (await fetch(`weights/${entry.record}`)).arrayBuffer()) };
+  })();
   const mod = await import(`./pkg/${name}.js`);
   await mod.default({ module_or_path: new URL(`./pkg/${name}_bg.wasm`, import.meta.url) });
-  const manifestText = await (await fetch('weights/manifest.json')).text();
+  const { text: manifestText, entry, record } = await fetching;
   const engine = await mod.Engine.create(backend, manifestText);
-  const entry = JSON.parse(manifestText).models.find((m) => m.id === id);
-  engine.load_model(id, new Uint8Array(await (await fetch(`weights/${entry.record}`)).arrayBuffer()));
+  await engine.load_model(id, record);
   const ready = performance.now() - t0;
   const size = entry.preprocess.input_size;
   const logits = Array.from(await engine.logits(id, input(size)));

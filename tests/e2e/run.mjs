@@ -884,8 +884,15 @@ async function runBackend(backend, origin) {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath, headless: true, args: BACKENDS[backend], acceptDownloads: true, viewport: { width: 1280, height: 900 },
   });
+  // The model card's details files load whenever the card comes into view, which a reload
+  // that restores the scroll position can make happen during any other check: GETs of static
+  // files that send nothing, kept apart so that each "no request while …" counts the rest.
   const requests = [];
-  context.on('request', (r) => requests.push({ url: r.url(), method: r.method(), t: Date.now() }));
+  const cardRequests = [];
+  context.on('request', (r) => {
+    const q = { url: r.url(), method: r.method(), t: Date.now() };
+    (q.method === 'GET' && /\/weights\/(ct|cxr)\.details\.json$/.test(q.url) ? cardRequests : requests).push(q);
+  });
   const page = context.pages()[0] || (await context.newPage());
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -902,6 +909,20 @@ async function runBackend(backend, origin) {
     const wasmFetched = requests.map((q) => q.url.split('/').pop()).filter((f) => /^ctxr(_cpu)?_bg\.wasm$/.test(f));
     check(build === (backend === 'cpu' ? 'cpu' : 'full') && (backend !== 'cpu' || !wasmFetched.includes('ctxr_bg.wasm')),
       `the ${backend} page runs the ${backend === 'cpu' ? 'CPU-only' : 'full (WebGPU and CPU)'} engine build`, `${build}; fetched ${wasmFetched.join(', ')}`);
+    // The service worker keeps, for starts without the network, the build that runs here and
+    // not the other one (a WebGPU browser never downloads the CPU-only build).
+    const running = build === 'cpu' ? 'ctxr_cpu_bg.wasm' : 'ctxr_bg.wasm';
+    let kept = [];
+    for (let i = 0; i < 60 && !kept.includes(running); i++) {
+      kept = await page.evaluate(async () => {
+        const names = [];
+        for (const key of await caches.keys()) for (const req of await (await caches.open(key)).keys()) names.push(new URL(req.url).pathname.split('/').pop());
+        return names.filter((n) => n.endsWith('.wasm'));
+      });
+      if (!kept.includes(running)) await page.waitForTimeout(500);
+    }
+    check(kept.length === 1 && kept[0] === running && !wasmFetched.some((f) => f !== running),
+      `the service worker keeps only the engine build this page runs (${running})`, `cached ${kept.join(', ') || 'none'}; fetched ${wasmFetched.join(', ')}`);
     // The modules main.js imports (worker.js is proven by the engine having started).
     const fetched = new Set([...requests.map((r) => r.url), ...(await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name)))]);
     const imported = PAGE_MODULES.filter((f) => f !== 'worker.js');
@@ -952,6 +973,7 @@ async function runBackend(backend, origin) {
       if (first) {
         numbers.cold_start_to_first_result_ms = Date.now() - t0;
         first = false;
+        check(cardRequests.length === 0, 'the first result needed none of the model card\'s details (they load when the card is seen)', cardRequests.map((q) => q.url).join(' '));
         const timings = await page.evaluate(() => document.getElementById('timings').textContent);
         if (r.model) check(timings.startsWith(backend === 'webgpu' ? 'WebGPU · ' : 'CPU · '), `the result names the engine that ran it (${backend})`, timings);
       }
@@ -986,6 +1008,7 @@ async function runBackend(backend, origin) {
     await setModel(page, 'auto');
     const folderRows = await seriesCheck(page, requests);
     await exportCsv(page, dropped.get(page) + folderRows);
+    await cardDetailsCheck(page, cardRequests);
     await axeCheck(page, 'a result with its heatmap, the table and the model card');
     await studyCheck(page, requests, numbers);
     await axeCheck(page, 'the CT study view');
@@ -1034,8 +1057,8 @@ async function runBackend(backend, origin) {
       check(/measured/.test(how) && /WebGPU [\d.]+ ms/.test(how) && /CPU [\d.]+ ms/.test(how), 'automatic choice measures both backends', how);
       numbers.auto_choice = `${await hook(page, 'backend')} ${how}`;
     }
-    const origins = new Set(requests.map((r) => (r.url.startsWith('data:') || r.url.startsWith('blob:') ? origin : new URL(r.url).origin + '/')));
-    check(origins.size === 1 && origins.has(origin), `all ${requests.length} requests went to ${origin}`, [...origins].join(' '));
+    const origins = new Set([...requests, ...cardRequests].map((r) => (r.url.startsWith('data:') || r.url.startsWith('blob:') ? origin : new URL(r.url).origin + '/')));
+    check(origins.size === 1 && origins.has(origin), `all ${requests.length + cardRequests.length} requests went to ${origin}`, [...origins].join(' '));
     check(errors.length === 0, 'no uncaught page errors', errors.join(' | '));
   } finally {
     await context.close();
@@ -1058,6 +1081,18 @@ function staticChecks() {
   const js = readdirSync(www).filter((f) => f.endsWith('.js')).map((f) => [f, readFileSync(join(www, f), 'utf8')]);
   const bad = js.filter(([, src]) => /\beval\s*\(|new\s+Function\s*\(|setTimeout\s*\(\s*['"`]/.test(src)).map(([f]) => f);
   check(bad.length === 0, `no eval or Function constructor in ${js.length} modules`, bad.join(' '));
+}
+
+// The model card's details (every set's metrics, ROC curves, cross-validation) load when the
+// card is first seen, from the files the manifest names, and the card then draws them.
+async function cardDetailsCheck(page, cardRequests) {
+  const named = JSON.parse(readFileSync(join(www, 'weights', 'manifest.json'), 'utf8')).models.map((m) => m.details).filter(Boolean);
+  await page.locator('#card').scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => globalThis.ctxrHooks.cardDetails !== null, null, { timeout: 60000 });
+  const got = await page.evaluate(() => ({ state: globalThis.ctxrHooks.cardDetails, rocs: document.querySelectorAll('#card-body svg').length }));
+  const fetched = [...new Set(cardRequests.map((q) => new URL(q.url).pathname.split('/').pop()))].sort();
+  check(named.length >= 2 && got.state === 'loaded' && got.rocs > 0 && JSON.stringify(fetched) === JSON.stringify([...named].sort()),
+    `the model card fetched its details when seen (${fetched.join(', ')}) and draws ${got.rocs} ROC charts`, JSON.stringify({ got, fetched, named }));
 }
 
 // The page is small ES modules (www/*.js), each opening with a comment on its one job: index.html

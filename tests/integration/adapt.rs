@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use ctxr::model::{Manifest, ModelId, sha256_hex};
+use ctxr::model::{ModelId, sha256_hex};
 use serde_json::Value;
 
-use crate::common::{manifest_rows, shared_data, weights_dir};
+use crate::common::{committed_manifest, manifest_rows, shared_data, weights_dir};
 
 fn adapt(args: &[&str], data: &Path, out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ctxr"))
@@ -81,15 +81,16 @@ fn adapting_on_a_labelled_csv_cross_validates_by_patient_and_writes_a_loadable_w
 
     // The folder: the adapted record under its hash, the other records copied, and an entry
     // that says what it is.
-    let m = Manifest::parse(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m = ctxr_lab::weights::read_manifest(&out).unwrap();
     let e = m.model(ModelId::Ct).unwrap();
     assert_eq!(e.record, "ct.adapted.bpk");
     assert_eq!(sha256_hex(&std::fs::read(out.join(&e.record)).unwrap()), e.sha256);
     assert_eq!(e.sha256, r["record_sha256"].as_str().unwrap());
     assert!(e.title.contains(&format!("adapted locally on {n} images, not validated")), "{}", e.title);
     assert!(e.evaluation.is_none(), "the base model's evaluation describes other weights");
+    assert!(e.details.is_none() && e.training.as_ref().is_some_and(|t| t.cross_validation.is_none()), "nor do its cross-validation and details");
     let p = e.adapted.as_ref().expect("provenance");
-    let shipped = Manifest::parse(&std::fs::read_to_string(weights_dir().join("manifest.json")).unwrap()).unwrap();
+    let shipped = committed_manifest();
     assert_eq!(p.base_sha256, shipped.model(ModelId::Ct).unwrap().sha256);
     assert_eq!(p.counts[0], 30);
     assert_eq!(p.counts.iter().sum::<usize>() as u64, n);

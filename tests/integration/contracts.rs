@@ -128,6 +128,14 @@ fn the_manifest_matches_the_page_typedefs() {
         }
     }
     assert_eq!(reports, 6, "two classifiers × (cross-validation + two sets)");
+    // The details files as the page fetches them.
+    let mut details = 0;
+    for file in m["models"].as_array().into_iter().flatten().filter_map(|e| e["details"].as_str()) {
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(super::common::weights_dir().join(file)).expect("details file")).expect("json");
+        check(&defs, "Details", &d, &mut problems);
+        details += 1;
+    }
+    assert_eq!(details, 2, "the two classifiers' details files");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

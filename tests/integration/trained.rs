@@ -32,7 +32,8 @@ fn committed_weights_classify_held_out_images() {
         let clf = load(&manifest, id);
         let op = clf.entry.operating_point.clone().expect("operating point stored");
         let Some(Evaluation::Model(ev)) = &clf.entry.evaluation else { panic!("{id}: committed weights must carry their evaluation") };
-        let stored = ev.sets.internal_heldout.per_source.clone().expect("per-source held-out metrics stored");
+        let sets = ev.sets.as_ref().expect("the committed manifest's details hold every set's metrics");
+        let stored = sets.internal_heldout.per_source.clone().expect("per-source held-out metrics stored");
         // The split the committed model was trained with (its recipe in the manifest).
         let cfg = clf.entry.training.as_ref().map(|t| t.config.clone()).expect("the committed manifest stores each model's recipe");
         let plan = ctxr_lab::recipe::plan(id, cfg.data, &data).unwrap();

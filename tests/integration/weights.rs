@@ -1,11 +1,12 @@
 //! A model saved to bytes and loaded back through the browser's path (record + manifest +
-//! SHA-256) gives identical logits; a damaged record is refused; f16 records stay close.
+//! SHA-256, hashed here or by the browser) gives identical logits; a damaged record, or a
+//! digest that is not the manifest's, is refused; f16 records stay close.
 
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use ctxr::imaging::PreprocessConfig;
 use ctxr::infer::Classifier;
-use ctxr::model::{EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, RecordDtype, WeightsError, record_bytes};
+use ctxr::model::{EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, Record, RecordDtype, WeightsError, record_bytes, sha256_hex};
 
 fn entry(bytes: &[u8], arch: ModelConfig, dtype: RecordDtype, params: usize) -> ModelEntry {
     let classes = ["noncovid".to_string(), "covid".to_string()];
@@ -33,8 +34,13 @@ fn record_roundtrip_through_manifest_gives_identical_logits() {
     manifest.upsert(entry(&bytes, arch, RecordDtype::F32, params));
     let parsed = Manifest::parse(&manifest.to_json()).unwrap();
     let clf = Classifier::load(parsed.model(ModelId::Ct).unwrap().clone(), &bytes, dev.clone()).unwrap();
+    // Every parameter comes from the record (the model is built with zeros before it loads).
     assert_eq!(logits(&model), logits(clf.model()), "identical logits after the round trip");
     assert!(!clf.entry.is_evaluated());
+    // The page's path: the digest computed by the browser (hex in either case).
+    let hashed = Record::hashed(&bytes, sha256_hex(&bytes).to_uppercase());
+    let clf = Classifier::load(parsed.model(ModelId::Ct).unwrap().clone(), hashed, dev).unwrap();
+    assert_eq!(logits(&model), logits(clf.model()), "identical logits with the browser's digest");
 }
 
 #[test]
@@ -46,9 +52,14 @@ fn damaged_record_is_refused() {
     let e = entry(&bytes, arch, RecordDtype::F32, 0);
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
-    match Classifier::load(e, &bytes, dev) {
+    match Classifier::load(e.clone(), &bytes, dev.clone()) {
         Err(WeightsError::ShaMismatch { .. }) => {}
         other => panic!("expected ShaMismatch, got {:?}", other.err()),
+    }
+    // A digest from the browser is checked as strictly: the damaged bytes' own digest is refused.
+    match Classifier::load(e, Record::hashed(&bytes, sha256_hex(&bytes)), dev) {
+        Err(WeightsError::ShaMismatch { .. }) => {}
+        other => panic!("expected ShaMismatch for the browser's digest, got {:?}", other.err()),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::decode::{MedImage, Plane, Volume, Window, decode_frame};
 use crate::explain::gradcam::Cam;
 use crate::explain::{Colormap, opacity, to_original};
 use crate::imaging::{Letterbox, PreprocessConfig, Preprocessed, Region, WindowChoice, render, resize, resolve_window};
-use crate::model::{BackendKind, LayerTime, Manifest, Modality, ModelEntry, ModelId, WeightsError, decode_options};
+use crate::model::{BackendKind, LayerTime, Manifest, Modality, ModelEntry, ModelId, Record, WeightsError, decode_options};
 
 /// Longest side of the display copy of an image (the page's canvases).
 pub const DISPLAY_MAX_SIDE: u32 = 768;
@@ -263,7 +263,7 @@ impl Models {
     }
 
     /// Load model `id` from its record bytes (SHA-256 checked against the manifest).
-    pub fn load(&mut self, id: ModelId, record: &[u8]) -> Result<(), AnalyzeError> {
+    pub fn load<'a>(&mut self, id: ModelId, record: impl Into<Record<'a>>) -> Result<(), AnalyzeError> {
         let entry = self.manifest.model(id)?.clone();
         let clf = Classifier::load(entry, record, self.device.clone())?;
         match id {

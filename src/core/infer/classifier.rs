@@ -10,7 +10,7 @@ use super::decision::{argmax, softmax};
 use crate::decode::{DecodeError, DecodeOptions, MedImage, decode};
 use crate::explain::gradcam::{Cam, CamError, cam_from_gradient, grad_cam_from, read};
 use crate::imaging::{PreprocessError, Preprocessed, WindowChoice, preprocess};
-use crate::model::{Cnn, FusedCnn, LayerTime, Modality, ModelEntry, WeightsError, load_model};
+use crate::model::{Cnn, FusedCnn, LayerTime, Modality, ModelEntry, Record, WeightsError, load_model};
 
 /// Why an image could not be classified.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ pub struct Classifier {
 
 impl Classifier {
     /// Load from record bytes (hash-checked against the manifest entry).
-    pub fn load(entry: ModelEntry, record: &[u8], device: Device) -> Result<Self, WeightsError> {
+    pub fn load<'a>(entry: ModelEntry, record: impl Into<Record<'a>>, device: Device) -> Result<Self, WeightsError> {
         let model = load_model(entry.expected(), record, &device)?;
         let fused = if device == Device::flex() { Some(FusedCnn::from_cnn(&model)?) } else { None };
         Ok(Classifier { entry, model, device, fused })

@@ -135,7 +135,11 @@ pub struct ModelEvaluation {
     pub auc: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub macro_auc: Option<f64>,
-    pub sets: EvaluationSets,
+    /// Every metric of each set, ROC curves included: what the model card draws, stored in the
+    /// model's details file ([`super::manifest::Details`]), so absent from the manifest the page
+    /// starts with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sets: Option<EvaluationSets>,
     /// Shortcut audit and invariance check (absent for models evaluated before they existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<Audit>,
@@ -362,6 +366,7 @@ pub struct TrainingSummary {
     pub external_sources: Option<SourceCounts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipped_model: Option<String>,
+    /// Stored in the model's details file, as [`ModelEvaluation::sets`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_validation: Option<CrossValidation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

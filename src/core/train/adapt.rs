@@ -21,6 +21,7 @@ use crate::explain::CamError;
 use crate::explain::gradcam::read;
 use crate::infer::decision::softmax;
 pub use crate::model::adapted::{AdaptConfig, CrossValidated, EpochRecord, FoldRecord, Part, Provenance, WARNING};
+use crate::model::report::TrainingSummary;
 use crate::model::{AugmentConfig, Cnn, DISCLAIMER, ModelEntry, OperatingPoint, RecordDtype, WeightsError, record_bytes, sha256_hex};
 use crate::train::assess::{RESAMPLES, bootstrap, fold_mean_auc, headline_auc};
 use crate::train::augment::{Rng, augment};
@@ -147,6 +148,9 @@ impl Adapted {
             temperature: Some(self.temperature as f32),
             operating_point: self.operating_point.clone(),
             evaluation: None,
+            // The base model's cross-validation and details describe other weights.
+            training: base.training.clone().map(|t| TrainingSummary { cross_validation: None, ..t }),
+            details: None,
             adapted: Some(Box::new(self.provenance.clone())),
             notes: vec![WARNING.into(), DISCLAIMER.into()],
             ..base.clone()

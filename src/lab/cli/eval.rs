@@ -13,6 +13,7 @@ use ctxr::model::{Manifest, ModelId};
 use ctxr_lab::LabError;
 use ctxr_lab::eval::{LabelledEvaluation, evaluate_csv, evaluate_default, evaluate_gate_default, evaluate_labelled};
 use ctxr_lab::train::write;
+use ctxr_lab::weights::write_manifest;
 
 use crate::parse_model;
 use crate::setup::{load_classifier, load_manifest};
@@ -151,8 +152,10 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
         None => {
             let r = evaluate_default(&clf, &a.data)?;
             stored = a.store.then(|| Evaluation::Model(Box::new(r.clone())));
-            print_set("external", &r.sets.external);
-            print_set("internal_heldout", &r.sets.internal_heldout);
+            if let Some(sets) = &r.sets {
+                print_set("external", &sets.external);
+                print_set("internal_heldout", &sets.internal_heldout);
+            }
             if let Some(a) = &r.audit {
                 println!("shortcut audit (share of each class: by arg-max | at the operating point):");
                 for c in &a.shortcuts {
@@ -197,7 +200,7 @@ fn store(dir: &std::path::Path, mut manifest: Manifest, id: ModelId, ev: Evaluat
         // Entries written before definitions existed get theirs.
         e.definition.get_or_insert_with(|| id.definition().to_string());
     }
-    write(&dir.join("manifest.json"), manifest.to_json().as_bytes())?;
+    write_manifest(dir, &manifest)?;
     println!("stored the evaluation of '{id}' in {}", dir.join("manifest.json").display());
     Ok(())
 }

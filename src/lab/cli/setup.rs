@@ -12,15 +12,20 @@ use ctxr::model::device;
 use ctxr::model::{EntrySpec, Manifest, ModelConfig, ModelId, RecordDtype, record_bytes};
 use ctxr_lab::LabError;
 use ctxr_lab::train::write;
+use ctxr_lab::weights::{read_manifest, write_manifest};
 
 use crate::DeviceArg;
 
+/// The manifest in `dir`, each entry with its details ([`read_manifest`]).
 pub fn load_manifest(dir: &Path) -> Result<Manifest, LabError> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        LabError::Usage(format!("cannot read {}: {e}. Train models (see README) or write untrained ones with `ctxr init-weights --out DIR`.", path.display()))
-    })?;
-    Ok(Manifest::parse(&text)?)
+    if let Err(e) = std::fs::metadata(&path) {
+        return Err(LabError::Usage(format!(
+            "cannot read {}: {e}. Train models (see README) or write untrained ones with `ctxr init-weights --out DIR`.",
+            path.display()
+        )));
+    }
+    read_manifest(dir)
 }
 
 pub fn load_classifier(dir: &Path, manifest: &Manifest, id: ModelId, device: &Device) -> Result<Classifier, LabError> {
@@ -63,7 +68,7 @@ pub fn init_weights(out: &Path, input_size: u32) -> Result<ExitCode, LabError> {
         write(&out.join(&entry.record), &bytes)?;
         manifest.upsert(entry);
     }
-    write(&out.join("manifest.json"), manifest.to_json().as_bytes())?;
+    write_manifest(out, &manifest)?;
     eprintln!("wrote UNTRAINED weights to {} (outputs are meaningless; for pipeline tests only)", out.display());
     Ok(ExitCode::SUCCESS)
 }

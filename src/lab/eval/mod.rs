@@ -94,7 +94,7 @@ pub fn evaluate_default(clf: &Classifier, data_dir: &Path) -> Result<ModelEvalua
         accuracy: external.accuracy,
         auc: external.auc,
         macro_auc: external.macro_auc,
-        sets: EvaluationSets { internal_heldout: internal, external },
+        sets: Some(EvaluationSets { internal_heldout: internal, external }),
         audit: Some(audit),
     })
 }

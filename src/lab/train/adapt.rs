@@ -14,6 +14,7 @@ use ctxr::train::labelled::SetAside;
 use super::write;
 use crate::LabError;
 use crate::eval::{read_labelled, take_in};
+use crate::weights::write_manifest;
 
 /// An adaptation run on a labelled set, with what was set aside.
 pub struct AdaptRun {
@@ -79,6 +80,6 @@ pub fn write_adapted(base_dir: &Path, manifest: &Manifest, base: &ModelEntry, ad
     write(&out.join(&entry.record), &bytes)?;
     let mut m = manifest.clone();
     m.upsert(entry.clone());
-    write(&out.join("manifest.json"), m.to_json().as_bytes())?;
+    write_manifest(out, &m)?;
     Ok(entry)
 }

@@ -14,11 +14,13 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use ctxr::infer::Classifier;
 use ctxr::infer::decision::softmax;
 use ctxr::model::report::{CrossValidation, Evaluation, FoldSummary, TrainingSummary};
-use ctxr::model::{Cnn, DISCLAIMER, EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, OperatingPoint, RecordDtype, Sampling, TrainConfig, record_bytes};
+use ctxr::model::{
+    Cnn, DISCLAIMER, EntrySpec, ModelConfig, ModelEntry, ModelId, OperatingPoint, RecordDtype, Sampling, TrainConfig, model_from_record, record_bytes,
+};
 use ctxr::train::augment::{Rng, augment};
 use ctxr::train::metrics::{fit_temperature, mean_sd};
 use ctxr::train::report::{Outputs, full_report, report};
@@ -31,6 +33,7 @@ use crate::eval::evaluate_default;
 use crate::eval::report::cross_fitted_ece;
 use crate::recipe::{balanced_weights, count_by, credits, folds, label_indices, plan, recipe};
 use crate::stable_hash;
+use crate::weights::{read_manifest, write_manifest};
 
 /// Logger that writes progress lines to stderr and a log file.
 pub struct Log(Option<std::fs::File>);
@@ -298,9 +301,7 @@ pub fn read_rows(t: Tensor<2>) -> Vec<f32> {
 /// Load a record file saved by training into an inference model.
 pub fn load_record_file(arch: &ModelConfig, path: &Path, device: &Device) -> Result<Cnn, LabError> {
     let bytes = std::fs::read(path).map_err(|e| LabError::io(path, e))?;
-    let rec = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| LabError::record(path, e))?;
-    let m = arch.init(device).try_load_record(rec.cast_to_module_dtype()).map_err(|e| LabError::record(path, e))?;
-    Ok(m.valid())
+    model_from_record(arch, bytes, device).map_err(|e| LabError::record(path, e))
 }
 
 /// Held-out outputs of one cross-validation fold.
@@ -351,12 +352,11 @@ pub fn recipe_with(model: ModelId, overrides: &[String]) -> Result<TrainConfig, 
 
 /// Insert `entry` into the manifest in `weights_dir` (created when absent) and write it.
 pub fn store_entry(weights_dir: &Path, entry: ModelEntry) -> Result<(), LabError> {
-    let mpath = weights_dir.join("manifest.json");
-    let mut manifest = std::fs::read_to_string(&mpath).ok().and_then(|t| Manifest::parse(&t).ok()).unwrap_or_default();
+    let mut manifest = read_manifest(weights_dir).unwrap_or_default();
     // Untrained placeholders (`ctxr init-weights`) give way to the first trained model.
     manifest.models.retain(|m| !m.record.contains("untrained"));
     manifest.upsert(entry);
-    write(&mpath, manifest.to_json().as_bytes())
+    write_manifest(weights_dir, &manifest)
 }
 
 /// Cross-validate, pick the shipped model (fold 0's), fit temperature and operating point on
@@ -398,14 +398,13 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
             log.line(&format!("[{}] leave-one-source-out mean AUC {:?} over {} sources", cfg.model, t.mean_auc, t.runs.len()));
         }
         // The shipped entry takes the table when it was trained with the same recipe.
-        let mpath = opts.weights_dir.join("manifest.json");
-        if let Some(mut manifest) = std::fs::read_to_string(&mpath).ok().and_then(|t| Manifest::parse(&t).ok())
+        if let Ok(mut manifest) = read_manifest(&opts.weights_dir)
             && let Some(entry) = manifest.models.iter_mut().find(|m| m.id == cfg.model)
             && let Some(training) = entry.training.as_mut().filter(|t| t.config == cfg)
         {
             training.leave_one_source_out = table;
-            write(&mpath, manifest.to_json().as_bytes())?;
-            log.line(&format!("[{}] stored the table in {}", cfg.model, mpath.display()));
+            write_manifest(&opts.weights_dir, &manifest)?;
+            log.line(&format!("[{}] stored the table in {}", cfg.model, opts.weights_dir.join("manifest.json").display()));
         }
         return Ok(());
     }
@@ -574,8 +573,8 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
     log.line(&format!(
         "[{}] shipped: internal held-out AUC {:?}, external AUC {:?} ; total {:.1} min",
         cfg.model,
-        eval.sets.internal_heldout.headline_auc(),
-        eval.sets.external.headline_auc(),
+        eval.sets.as_ref().and_then(|s| s.internal_heldout.headline_auc()),
+        eval.sets.as_ref().and_then(|s| s.external.headline_auc()),
         started.elapsed().as_secs_f64() / 60.0
     ));
     entry.evaluation = Some(Evaluation::Model(Box::new(eval)));

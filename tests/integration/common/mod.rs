@@ -47,10 +47,10 @@ pub fn weights_dir() -> PathBuf {
     repo_root().join("weights")
 }
 
-/// The committed manifest (it is part of the repository: its absence is a failure).
+/// The committed manifest with its models' details, as the CLI reads it (it is part of the
+/// repository: its absence is a failure).
 pub fn committed_manifest() -> Manifest {
-    let text = std::fs::read_to_string(weights_dir().join("manifest.json")).expect("weights/manifest.json is committed");
-    Manifest::parse(&text).expect("the committed manifest parses")
+    ctxr_lab::weights::read_manifest(&weights_dir()).expect("weights/manifest.json and its details files are committed and parse")
 }
 
 /// The committed weights loaded on the CPU device, as the page loads them.
