@@ -35,7 +35,7 @@ use ctxr::imaging::{WindowChoice, WindowPreset};
 use ctxr::infer::analysis::{Analysis, AnalyzeError, Current, DISPLAY_MAX_SIDE, Models, Request};
 use ctxr::infer::study::{self, MIN_STUDY_SLICES, OpenStudy, StudyScorer};
 use ctxr::model::device::{self, BackendKind};
-use ctxr::model::{Manifest, Modality, ModelId, Record, decode_options};
+use ctxr::model::{Manifest, Modality, ModelId, Record, decode_options, hex};
 
 // The static constructors of the module's dependencies (cubecl registers about 4,900 for its
 // WGSL compiler). Called once, here: a module whose exports never call them is linked
@@ -176,7 +176,7 @@ async fn browser_sha256(bytes: &[u8]) -> Option<String> {
     let digest: js_sys::Function = Reflect::get(&subtle, &"digest".into()).ok()?.dyn_into().ok()?;
     let promise: Promise = digest.call2(&subtle, &"SHA-256".into(), &Uint8Array::from(bytes)).ok()?.dyn_into().ok()?;
     let hash = Uint8Array::new(&wasm_bindgen_futures::JsFuture::from(promise).await.ok()?).to_vec();
-    (hash.len() == 32).then(|| hash.iter().map(|b| format!("{b:02x}")).collect())
+    (hash.len() == 32).then(|| hex(&hash))
 }
 
 fn busy() -> JsValue {

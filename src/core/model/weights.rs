@@ -40,8 +40,12 @@ pub enum WeightsError {
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// A digest as the manifest spells it: lower-case hex (also of the browser's digest).
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A record's bytes and their SHA-256 (lower-case hex), which is checked against the manifest

@@ -19,7 +19,7 @@ use ctxr::infer::Classifier;
 use ctxr::infer::decision::softmax;
 use ctxr::model::report::{CrossValidation, Evaluation, FoldSummary, TrainingSummary};
 use ctxr::model::{
-    Cnn, DISCLAIMER, EntrySpec, ModelConfig, ModelEntry, ModelId, OperatingPoint, RecordDtype, Sampling, TrainConfig, model_from_record, record_bytes,
+    Cnn, DISCLAIMER, EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, OperatingPoint, RecordDtype, Sampling, TrainConfig, model_from_record, record_bytes,
 };
 use ctxr::train::augment::{Rng, augment};
 use ctxr::train::metrics::{fit_temperature, mean_sd};
@@ -350,9 +350,11 @@ pub fn recipe_with(model: ModelId, overrides: &[String]) -> Result<TrainConfig, 
     Ok(serde_json::from_value(v)?)
 }
 
-/// Insert `entry` into the manifest in `weights_dir` (created when absent) and write it.
+/// Insert `entry` into the manifest in `weights_dir` (created when absent) and write it. A
+/// manifest that is there but cannot be read whole (a details file missing) is an error, not a
+/// fresh start: that would drop the other models' entries.
 pub fn store_entry(weights_dir: &Path, entry: ModelEntry) -> Result<(), LabError> {
-    let mut manifest = read_manifest(weights_dir).unwrap_or_default();
+    let mut manifest = if weights_dir.join("manifest.json").exists() { read_manifest(weights_dir)? } else { Manifest::default() };
     // Untrained placeholders (`ctxr init-weights`) give way to the first trained model.
     manifest.models.retain(|m| !m.record.contains("untrained"));
     manifest.upsert(entry);
