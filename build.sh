@@ -48,6 +48,8 @@ wasm_target() {
 
 wasm_toolchain() {
   wasm_target
+  # The threaded build rebuilds the standard library from its sources.
+  rustup component list --installed 2>/dev/null | grep -q '^rust-src' || { log "rustup component add rust-src"; rustup component add rust-src; }
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
     log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
@@ -80,26 +82,46 @@ build_web() {
   local profile=wasm-release
   [ "${CI:-}" = "true" ] && profile=wasm-ci
   rm -rf www/pkg && mkdir -p www/pkg
-  # Two builds of the one engine: `ctxr_cpu` without the WebGPU stack (about a third of the
-  # bytes: what a page running on the CPU downloads and compiles) and `ctxr` with it. The
-  # worker loads the CPU build unless WebGPU is asked for or has an adapter (www/worker.js).
-  local name features
-  for name in ctxr_cpu ctxr; do
-    features=(); [ "$name" = ctxr_cpu ] && features=(--no-default-features)
+  # Three builds of the one engine: `ctxr_cpu` without the WebGPU stack (about a third of the
+  # bytes: what a page running on the CPU downloads and compiles), `ctxr` with it, and
+  # `ctxr_threads`, the CPU build whose kernels run on several threads sharing one memory. The
+  # worker loads the CPU build unless WebGPU is asked for or has an adapter, and the threaded
+  # one in its place where the page is cross-origin isolated (www/worker.js).
+  local name features target_dir
+  for name in ctxr_cpu ctxr ctxr_threads; do
+    features=(); target_dir=target
+    [ "$name" = ctxr_cpu ] && features=(--no-default-features)
+    local -a env=()
+    if [ "$name" = ctxr_threads ]; then
+      # Shared memory needs every object built with atomics, the standard library included:
+      # rebuilt from rust-src (`-Z build-std`, which RUSTC_BOOTSTRAP lets the stable compiler
+      # take; the library's sources are this compiler's own). Its own target folder, as the
+      # flags differ. The linker is told to make the memory shared and imported (each thread
+      # instantiates the module on it) and to export what wasm-bindgen sets each thread's
+      # thread-locals up with; it may grow to 4 GiB, as the other builds' memory (a shared
+      # memory must declare its maximum).
+      features=(--no-default-features --features threads -Z build-std=panic_abort,std)
+      target_dir=target/threads
+      local link=""
+      for a in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base; do
+        link+=" -C link-arg=$a"
+      done
+      env=(RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128$link")
+    fi
     log "cargo build -p ctxr-web ${features[*]} --target wasm32-unknown-unknown --profile $profile"
-    cargo build -p ctxr-web --lib "${features[@]}" --target wasm32-unknown-unknown --profile "$profile"
+    env "${env[@]}" cargo build -p ctxr-web --lib "${features[@]}" --target wasm32-unknown-unknown --profile "$profile" --target-dir "$target_dir"
     log "wasm-bindgen --target web → www/pkg/$name.js"
-    wasm-bindgen --target web --no-typescript --out-name "$name" --out-dir www/pkg "target/wasm32-unknown-unknown/$profile/ctxr_web.wasm"
+    wasm-bindgen --target web --no-typescript --out-name "$name" --out-dir www/pkg "$target_dir/wasm32-unknown-unknown/$profile/ctxr_web.wasm"
     if [ "$profile" = wasm-release ] && [ -x node_modules/.bin/wasm-opt ]; then
       log "wasm-opt -O3 $name (binaryen $BINARYEN_VERSION from npm; Debian's binaryen breaks the module)"
       node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-        --enable-simd --enable-mutable-globals "www/pkg/${name}_bg.wasm" -o "www/pkg/${name}_bg.opt.wasm"
+        --enable-simd --enable-mutable-globals --enable-threads "www/pkg/${name}_bg.wasm" -o "www/pkg/${name}_bg.opt.wasm"
       mv "www/pkg/${name}_bg.opt.wasm" "www/pkg/${name}_bg.wasm"
     fi
   done
   rm -rf www/weights && mkdir -p www/weights
   cp weights/manifest.json weights/*.details.json weights/*.bpk www/weights/
-  log "built: $(du -h www/pkg/ctxr_cpu_bg.wasm | cut -f1) CPU wasm, $(du -h www/pkg/ctxr_bg.wasm | cut -f1) WebGPU and CPU wasm, $(du -ch www/weights/* | tail -1 | cut -f1) weights"
+  log "built: $(du -h www/pkg/ctxr_cpu_bg.wasm | cut -f1) CPU wasm, $(du -h www/pkg/ctxr_threads_bg.wasm | cut -f1) threaded CPU wasm, $(du -h www/pkg/ctxr_bg.wasm | cut -f1) WebGPU and CPU wasm, $(du -ch www/weights/* | tail -1 | cut -f1) weights"
 }
 
 test_deps() {

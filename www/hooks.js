@@ -9,7 +9,8 @@ import { call } from './rpc.js';
 const hooks = {
   state: 'loading', // the page: 'loading' | 'ready' | 'busy' | 'error' (owned by status.js)
   backend: null, // the engine's backend once started: 'webgpu' | 'cpu'
-  build: null, // the engine build loaded: 'cpu' (CPU only, the smaller) | 'full' (WebGPU and CPU)
+  build: null, // the engine build loaded: 'cpu' (CPU only, the smaller) | 'threads' (the CPU build on several threads) | 'full' (WebGPU and CPU)
+  threads: null, // threads the CPU path runs on, and why only one: {count, why}
   startupMs: null, // engine start-up (download, compile, backend choice), ms
   constants: null, // the engine's page_constants() (file-size limit, window presets, colour maps)
   results: 0, // results and errors shown in the result panel

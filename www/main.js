@@ -47,11 +47,14 @@ async function initEngine() {
     // An adapted model in use before this start is the one in use after it.
     await reinstallAdapted();
     if (generation !== engine.generation) return;
-    record({ backend: r.backend, build: r.build, startupMs: Math.round(r.startup_ms), constants });
+    record({ backend: r.backend, build: r.build, threads: r.threads, startupMs: Math.round(r.startup_ms), constants });
     keepOffline(r.build_files);
-    setStatus('ready', { engine: engineName(r.backend, true), how: `(${r.how}${times ? `: ${times}` : ''})` });
-    // Why WebGPU could not start, for the curious (hover), not for the sentence.
-    $('backend-how').title = r.detail || '';
+    setStatus('ready', { engine: engineName(r.backend, true, r.threads.count), how: `(${r.how}${times ? `: ${times}` : ''})` });
+    // Why WebGPU could not start, and why the CPU runs one thread, for the curious (hover),
+    // not for the sentence.
+    const oneThread = r.backend === 'cpu' && r.threads.why ? `One thread: ${r.threads.why}.` : '';
+    $('backend-how').title = [r.detail, oneThread].filter(Boolean).join('\n');
+    $('backend').title = oneThread;
     pump();
   } catch (e) {
     if (generation !== engine.generation) return;

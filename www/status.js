@@ -22,8 +22,11 @@ export function setStatus(state, text = {}) {
 
 export const pageState = () => status.state;
 
-/** The engine's name for a backend id ('webgpu' | 'cpu'): short ("CPU") or long ("CPU (WebAssembly)"). */
-export function engineName(backend, long = false) {
+/**
+ * The engine's name for a backend id ('webgpu' | 'cpu'): short ("CPU") or long, with the CPU's
+ * threads ("CPU (WebAssembly, 2 threads)").
+ */
+export function engineName(backend, long = false, threads = 1) {
   if (backend === 'webgpu') return 'WebGPU';
-  return long ? 'CPU (WebAssembly)' : 'CPU';
+  return long ? `CPU (WebAssembly, ${threads} thread${threads === 1 ? '' : 's'})` : 'CPU';
 }

@@ -8,14 +8,21 @@
 // browser never downloads the CPU-only build, and a CPU one never the WebGPU build; offline
 // without the WebGPU build cached, the worker starts the CPU build). Requests to other origins
 // are never made or answered.
-const CACHE = 'ctxr-v7';
+//
+// It also makes the pages it serves cross-origin isolated, by adding the two headers a host
+// would send (COOP and COEP), which GitHub Pages cannot be told to: an isolated page may share
+// memory between threads, which the engine's threaded CPU build needs (www/worker.js). Every
+// resource of the page is same-origin, so `require-corp` blocks nothing. The first visit, which
+// this worker does not serve yet, runs on one thread.
+const CACHE = 'ctxr-v8';
+const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 const SHELL = [
   './', 'index.html', 'style.css',
   'main.js', 'hooks.js', 'status.js', 'rpc.js', 'input.js', 'viewer.js', 'batch.js', 'study.js', 'card.js', 'labelled.js', 'store.js', 'worker.js',
   'weights/manifest.json',
 ];
-// What a page may ask to keep: the engine's files, nothing else.
-const KEEPABLE = /^\.\/pkg\/[\w-]+\.(js|wasm)$/;
+// What a page may ask to keep: the engine's files (and its glue's snippets), nothing else.
+const KEEPABLE = /^\.\/pkg\/(snippets\/[\w-]+\/src\/)?[\w.-]+\.(js|wasm)$/;
 
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
@@ -53,11 +60,20 @@ self.addEventListener('fetch', (event) => {
     try {
       const res = await fetch(req);
       if (res.ok) cache.put(req, res.clone());
-      return res;
+      return isolated(res);
     } catch (err) {
       const hit = await cache.match(req, { ignoreSearch: true });
-      if (hit) return hit;
+      if (hit) return isolated(hit);
       throw err;
     }
   })());
 });
+
+// `res` with the isolation headers added (a redirect or an opaque response is passed as it is:
+// its headers cannot be read or rewritten).
+function isolated(res) {
+  if (res.type === 'opaqueredirect' || res.type === 'opaque' || res.status < 200) return res;
+  const headers = new Headers(res.headers);
+  for (const [name, value] of Object.entries(ISOLATION)) headers.set(name, value);
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}

@@ -8,19 +8,24 @@
 // the engine's page constants (file-size limit, window presets, colour maps), so the page
 // repeats none of them.
 
-// Two builds of the one engine (build.sh). The CPU build has no WebGPU stack and is about a
+// Three builds of the one engine (build.sh). The CPU build has no WebGPU stack and is about a
 // third of the bytes, so a page that runs on the CPU downloads and compiles far less before
-// its first result; the full build runs on WebGPU or the CPU. The CPU build is loaded unless
-// WebGPU is asked for or could run (an adapter exists), since then the faster of the two is
-// measured.
+// its first result; the threaded build is the CPU build with its layers split across threads
+// that share its memory, which the browser allows only in a cross-origin-isolated page; the
+// full build runs on WebGPU or the CPU (one thread). A CPU build is loaded unless WebGPU is
+// asked for or could run (an adapter exists), since then the faster of the two is measured.
 const BUILDS = {
   cpu: { js: './pkg/ctxr_cpu.js', wasm: './pkg/ctxr_cpu_bg.wasm' },
+  threads: { js: './pkg/ctxr_threads.js', wasm: './pkg/ctxr_threads_bg.wasm' },
   full: { js: './pkg/ctxr.js', wasm: './pkg/ctxr_bg.wasm' },
 };
+// More threads than this wait on each other more than they help at batch 1.
+const MAX_THREADS = 8;
 
 let lib = null; // the loaded build's module: Engine, version, page_constants
 let build = null; // which of BUILDS it is
 let buildNote = null; // why the CPU build was loaded where WebGPU was wanted
+let threads = { count: 1, why: null }; // threads the loaded build's CPU path uses, and why one
 let engine = null;
 let manifest = null;
 let wasm = null; // the module's exports (its linear memory is reported by `memory`)
@@ -90,13 +95,41 @@ async function loadEngine(which) {
   if (typeof mod.page_constants !== 'function') {
     throw { kind: 'internal', message: 'this build of the engine has no page_constants(): rebuild www/pkg' };
   }
+  const plan = threadPlan();
+  // The pool's workers instantiate the same module on the same (shared) memory.
+  if (which === 'threads') await mod.initThreadPool(plan.count);
   lib = mod;
   build = which;
+  threads = which === 'threads' ? plan
+    : { count: 1, why: which === 'full' ? 'the WebGPU build runs the CPU on one thread' : plan.why };
 }
 
-// The build for `preference`: the full one when WebGPU is asked for or has an adapter here (a
-// build already loaded that can run the preference is kept: the full build runs the CPU too).
-// A full build that cannot be loaded (offline, not cached) gives way to the CPU build.
+// The loaded build's files, for the page's offline cache: its glue and its wasm, and the
+// snippets its glue imports (the threaded build's pool starts its workers from one).
+function buildFiles() {
+  const base = new URL('./', self.location.href).href;
+  const snippets = performance.getEntriesByType('resource').map((e) => e.name)
+    .filter((u) => u.startsWith(`${base}pkg/snippets/`)).map((u) => `./${u.slice(base.length)}`);
+  return [BUILDS[build].js, BUILDS[build].wasm, ...(build === 'threads' ? new Set(snippets) : [])];
+}
+
+// Threads for the CPU path here: one per core (up to MAX_THREADS) where the page is
+// cross-origin isolated, since only then may threads share the engine's memory; else one, and
+// why. The page's service worker isolates the pages it serves, so on a host that cannot send
+// the headers itself (GitHub Pages) threads start from the second visit.
+function threadPlan() {
+  const cores = navigator.hardwareConcurrency || 1;
+  if (cores < 2) return { count: 1, why: 'this device has one processor core' };
+  if (!self.crossOriginIsolated || typeof SharedArrayBuffer !== 'function') {
+    return { count: 1, why: 'the page is not cross-origin isolated, which threads need (the offline cache isolates it from the next visit)' };
+  }
+  return { count: Math.min(cores, MAX_THREADS), why: null };
+}
+
+// The build for `preference`: the full one when WebGPU is asked for or has an adapter here,
+// else the threaded CPU build where threads can run, else the CPU build (a build already
+// loaded that can run the preference is kept: the full build runs the CPU too). A build that
+// cannot be loaded (offline, not cached) gives way to the next: full, threaded, CPU.
 async function ensureBuild(preference) {
   let want = 'cpu';
   buildNote = null;
@@ -106,16 +139,25 @@ async function ensureBuild(preference) {
     if (adapter || preference === 'webgpu') want = 'full';
     else buildNote = 'no WebGPU adapter';
   }
+  const onCpu = threadPlan().count > 1 ? ['threads', 'cpu'] : ['cpu'];
+  if (want === 'cpu') want = onCpu[0];
   if (lib && (build === want || build === 'full')) return;
   if (engine) { engine.free(); engine = null; }
-  if (want === 'full') {
+  const order = want === 'full' ? ['full', ...onCpu] : onCpu;
+  let noThreads = null;
+  for (const [i, which] of order.entries()) {
+    if (which === build) break; // a fallback already loaded
     try {
-      return await loadEngine('full');
+      await loadEngine(which);
+      break;
     } catch (e) {
-      buildNote = `the WebGPU build could not be loaded (${asError(e).message})`;
+      if (i === order.length - 1) throw e;
+      const why = `the ${which === 'full' ? 'WebGPU' : 'threaded'} build could not be loaded (${asError(e).message})`;
+      if (which === 'full') buildNote = why;
+      else noThreads = why;
     }
   }
-  if (build !== 'cpu') await loadEngine('cpu');
+  if (noThreads && build === 'cpu') threads = { count: 1, why: noThreads };
 }
 
 // The manifest, then the models needed before any image: the gate (every model when the
@@ -189,7 +231,7 @@ async function choose(preference) {
     times: {},
   });
   if (!hasGpu) return onCpu('in this browser');
-  if (build === 'cpu') return onCpu('on this machine', buildNote);
+  if (build !== 'full') return onCpu('on this machine', buildNote);
   let gpu = null;
   let gpuError = null;
   // wgpu's message ends with a dump of every backend it probed: keep the first sentence.
@@ -223,7 +265,8 @@ const ops = {
       loaded: engine.loaded(),
       version: lib.version(),
       build,
-      build_files: [BUILDS[build].js, BUILDS[build].wasm],
+      build_files: buildFiles(),
+      threads,
       manifest: manifest.json,
       constants,
       startup_ms: performance.now() - t0,

@@ -53,6 +53,12 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// The threaded build's pool (`initThreadPool(n)` in JavaScript): starts `n` Web Workers that
+/// share this module's memory, rayon's threads for the inference kernels. The page's worker
+/// calls it once, after instantiating the module and before the first model runs.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 /// The crate version (shown on the page).
 #[wasm_bindgen]
 pub fn version() -> String {

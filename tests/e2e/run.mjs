@@ -32,6 +32,13 @@ const BACKENDS = {
   cpu: [...COMMON, '--disable-features=WebGPU,Vulkan'],
 };
 
+// The engine builds the worker may load (www/worker.js), by their wasm file.
+const BUILD_WASM = { cpu: 'ctxr_cpu_bg.wasm', threads: 'ctxr_threads_bg.wasm', full: 'ctxr_bg.wasm' };
+// What a host that can set headers sends for cross-origin isolation (the page's service worker
+// adds the same where the host cannot).
+const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+const MAX_THREADS = 8; // www/worker.js
+
 let passed = 0;
 let failed = 0;
 function check(ok, what, detail = '') {
@@ -691,11 +698,13 @@ async function bigStudyCheck(page, numbers, slices) {
 function sizes() {
   const wasm = readFileSync(join(www, 'pkg', 'ctxr_bg.wasm'));
   const cpu = readFileSync(join(www, 'pkg', 'ctxr_cpu_bg.wasm'));
+  const threads = readFileSync(join(www, 'pkg', 'ctxr_threads_bg.wasm'));
   const js = readFileSync(join(www, 'pkg', 'ctxr.js'));
   const weights = readdirSync(join(www, 'weights')).map((f) => readFileSync(join(www, 'weights', f)));
   const w = Buffer.concat(weights);
   return {
     wasm: wasm.length, wasm_gzip: gzipSync(wasm, { level: 9 }).length, cpu_wasm: cpu.length, cpu_wasm_gzip: gzipSync(cpu, { level: 9 }).length,
+    threads_wasm: threads.length, threads_wasm_gzip: gzipSync(threads, { level: 9 }).length,
     glue_js: js.length, weights: w.length, weights_gzip: gzipSync(w, { level: 9 }).length,
   };
 }
@@ -906,12 +915,12 @@ async function runBackend(backend, origin) {
     if (backend === 'cpu') check(/not available|failed to start/.test(shown.how), `CPU fallback says why ${shown.how}`, shown.how);
     // Where WebGPU cannot run, the worker loads the CPU-only build and never the full one.
     const build = await hook(page, 'build');
-    const wasmFetched = requests.map((q) => q.url.split('/').pop()).filter((f) => /^ctxr(_cpu)?_bg\.wasm$/.test(f));
+    const wasmFetched = requests.map((q) => q.url.split('/').pop()).filter((f) => /^ctxr(_cpu|_threads)?_bg\.wasm$/.test(f));
     check(build === (backend === 'cpu' ? 'cpu' : 'full') && (backend !== 'cpu' || !wasmFetched.includes('ctxr_bg.wasm')),
       `the ${backend} page runs the ${backend === 'cpu' ? 'CPU-only' : 'full (WebGPU and CPU)'} engine build`, `${build}; fetched ${wasmFetched.join(', ')}`);
     // The service worker keeps, for starts without the network, the build that runs here and
     // not the other one (a WebGPU browser never downloads the CPU-only build).
-    const running = build === 'cpu' ? 'ctxr_cpu_bg.wasm' : 'ctxr_bg.wasm';
+    const running = BUILD_WASM[build];
     let kept = [];
     for (let i = 0; i < 60 && !kept.includes(running); i++) {
       kept = await page.evaluate(async () => {
@@ -1019,8 +1028,11 @@ async function runBackend(backend, origin) {
       await bigFolderCheck(page, numbers);
     }
     await labelledCheck(page, requests, backend, numbers);
+    // After the reloads above, the card's details load when it is seen again.
+    await page.locator('#card').scrollIntoViewIfNeeded();
+    await page.waitForFunction(() => globalThis.ctxrHooks.cardDetails, null, { timeout: 60000 });
     const card = await page.evaluate(() => document.querySelectorAll('#card-body svg').length);
-    check(card > 0, 'model card panel draws ROC curves from the manifest');
+    check(card > 0, 'model card panel draws ROC curves from the manifest and its details', await hook(page, 'cardDetails'));
     await page.setViewportSize({ width: 360, height: 800 });
     const overflow = await page.evaluate(() => ({
       px: document.documentElement.scrollWidth - window.innerWidth,
@@ -1063,6 +1075,95 @@ async function runBackend(backend, origin) {
   } finally {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
+  }
+  return numbers;
+}
+
+// With cross-origin isolation, on the CPU: the worker loads the threaded build and runs one
+// thread per core (the header says how many), with the same answers as the CLI, Grad-CAM and a
+// scored study. First from a host that sends the headers itself; then from one that does not
+// (`plainOrigin`), where the page's service worker isolates the second visit, which then also
+// starts offline. Without isolation (every first visit of runBackend) the CPU build runs one
+// thread and says why.
+async function isolationCheck(plainOrigin) {
+  console.log('\n# cross-origin isolated: the threaded CPU build');
+  const iso = await serve(www, 0, ISOLATION);
+  const numbers = { backend: 'cpu_threaded' };
+  const open = async () => {
+    const profile = mkdtempSync(join(tmpdir(), 'ctxr-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, { executablePath: chromiumPath, headless: true, args: BACKENDS.cpu, viewport: { width: 1280, height: 900 } });
+    const requests = [];
+    context.on('request', (r) => { if (!/\.details\.json$/.test(r.url())) requests.push({ url: r.url(), method: r.method(), t: Date.now() }); });
+    const page = context.pages()[0] || (await context.newPage());
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    const close = async () => { await context.close(); rmSync(profile, { recursive: true, force: true }); };
+    return { context, page, requests, errors, close };
+  };
+  const engineState = (page) => page.evaluate(() => ({
+    isolated: globalThis.crossOriginIsolated, state: globalThis.ctxrHooks.state, backend: globalThis.ctxrHooks.backend, build: globalThis.ctxrHooks.build,
+    threads: globalThis.ctxrHooks.threads, engine: document.getElementById('backend').textContent, cores: navigator.hardwareConcurrency,
+  }));
+  const threaded = (s) => s.isolated === true && s.state === 'ready' && s.backend === 'cpu' && s.build === 'threads'
+    && s.threads?.count === Math.min(s.cores, MAX_THREADS) && s.threads.count > 1 && s.engine.includes(`${s.threads.count} threads`);
+  let b = await open();
+  try {
+    await b.page.goto(`${iso.url}index.html`);
+    await b.page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+    const s = await engineState(b.page);
+    if (check(threaded(s), `a host's isolation headers: the CPU runs the threaded build on ${s.threads?.count} threads and says so ("${s.engine}")`, JSON.stringify(s))) {
+      for (const c of cases()) {
+        try {
+          await classify(b.page, b.requests, c);
+        } catch (e) {
+          check(false, `threaded: ${c.label}: classified`, e.message);
+        }
+      }
+      const ct = cases().find((c) => c.heatmap);
+      const hb = await heatmaps(b.page);
+      await dropFile(b.page, ct.file);
+      await heatmapChecks(b.page, hb);
+      numbers.inference_median_ms = median(await b.page.evaluate(() => globalThis.ctxrHooks.call('time', { runs: 20 })));
+      numbers.gradcam_median_ms = median(await b.page.evaluate(async () => {
+        const v = [];
+        for (let i = 0; i < 5; i++) v.push((await globalThis.ctxrHooks.call('explain', { cls: 1, layer: 4, colormap: 'viridis' })).ms);
+        return v;
+      }));
+      await studyCheck(b.page, b.requests, numbers);
+      await bigStudyCheck(b.page, numbers, 300);
+    }
+    check(b.errors.length === 0, 'threaded: no uncaught page errors', b.errors.join(' | '));
+  } finally {
+    await b.close();
+    await iso.close();
+  }
+  b = await open();
+  try {
+    await b.page.goto(`${plainOrigin}index.html`);
+    await b.page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+    const first = await engineState(b.page);
+    check(first.isolated === false && first.build === 'cpu' && first.threads?.count === 1 && /not cross-origin isolated/.test(first.threads.why) && first.engine.includes('1 thread'),
+      `without isolation (a first visit) the CPU build runs one thread and says why ("${first.engine}": ${first.threads?.why})`, JSON.stringify(first));
+    await b.page.waitForFunction(() => globalThis.ctxrHooks.sw === 'ready', null, { timeout: 120000 });
+    await b.page.reload();
+    await b.page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+    const second = await engineState(b.page);
+    if (check(threaded(second), `the service worker isolates the second visit on a host without the headers: ${second.threads?.count} threads`, JSON.stringify(second))) {
+      const ct = cases().find((c) => c.heatmap);
+      await classify(b.page, b.requests, { ...ct, label: `SW-isolated: ${ct.label}` });
+      await b.context.setOffline(true);
+      await b.page.reload();
+      await b.page.waitForFunction(ENGINE_SETTLED, null, { timeout: 300000 });
+      const offline = await engineState(b.page);
+      if (check(threaded(offline), 'offline, the isolated page starts the threaded build from the cache', JSON.stringify(offline))) {
+        onDemand.delete(b.requests);
+        await classify(b.page, b.requests, { ...ct, label: `offline, threaded: ${ct.label}` });
+      }
+      await b.context.setOffline(false);
+    }
+    check(b.errors.length === 0, 'SW-isolated: no uncaught page errors', b.errors.join(' | '));
+  } finally {
+    await b.close();
   }
   return numbers;
 }
@@ -1144,13 +1245,14 @@ const results = [];
 try {
   await moduleChecks(url);
   const s = sizes();
-  console.log(`sizes: wasm ${s.wasm} B (gzip ${s.wasm_gzip}), CPU-only wasm ${s.cpu_wasm} B (gzip ${s.cpu_wasm_gzip}), glue JS ${s.glue_js} B, weights ${s.weights} B (gzip ${s.weights_gzip})`);
+  console.log(`sizes: wasm ${s.wasm} B (gzip ${s.wasm_gzip}), CPU-only wasm ${s.cpu_wasm} B (gzip ${s.cpu_wasm_gzip}), threaded CPU wasm ${s.threads_wasm} B (gzip ${s.threads_wasm_gzip}), glue JS ${s.glue_js} B, weights ${s.weights} B (gzip ${s.weights_gzip})`);
   // CTXR_E2E_BACKENDS=cpu (or webgpu) runs one backend while developing; CI
   // (CTXR_REQUIRE_DATA=1) always runs both.
   const wanted = process.env.CTXR_REQUIRE_DATA ? '' : process.env.CTXR_E2E_BACKENDS;
   const backends = (wanted || 'webgpu,cpu').split(',');
   for (const backend of backends) results.push({ ...(await runBackend(backend, url)), ...s });
   if (backends.length === 2) await forcedWebgpuCheck(url, cases().find((c) => c.heatmap));
+  if (backends.includes('cpu') || process.env.CTXR_E2E_ISOLATED) results.push(await isolationCheck(url));
 } finally {
   await close();
 }

@@ -10,6 +10,7 @@ use super::decision::{argmax, softmax};
 use crate::decode::{DecodeError, DecodeOptions, MedImage, decode};
 use crate::explain::gradcam::{Cam, CamError, cam_from_gradient, grad_cam_from, read};
 use crate::imaging::{PreprocessError, Preprocessed, WindowChoice, preprocess};
+use crate::model::parallel;
 use crate::model::{Cnn, FusedCnn, LayerTime, Modality, ModelEntry, Record, WeightsError, load_model};
 
 /// Why an image could not be classified.
@@ -119,7 +120,8 @@ impl Classifier {
         let n = items.len();
         let k = self.entry.classes.len();
         let flat = match &self.fused {
-            Some(f) => items.iter().flat_map(|p| f.forward(&p.input, self.input_size())).collect(),
+            // One image per thread at a time where there are threads (a study's batches).
+            Some(f) => parallel::map(items, |p| f.forward(&p.input, self.input_size())).concat(),
             None => read(self.model.forward(self.batch_tensor(items)).reshape([n * k])).await?,
         };
         if flat.len() != n * k {
@@ -148,7 +150,7 @@ impl Classifier {
 
     /// Where a forward pass of `p` spends its time, layer by layer (median of `runs`, clock
     /// `now` in ms); `None` off the CPU, where the layers run as burn's device schedules them.
-    pub fn profile(&self, p: &Preprocessed, runs: usize, now: &dyn Fn() -> f64) -> Option<Vec<LayerTime>> {
+    pub fn profile(&self, p: &Preprocessed, runs: usize, now: &(dyn Fn() -> f64 + Sync)) -> Option<Vec<LayerTime>> {
         self.fused.as_ref().map(|f| f.profile(&p.input, self.input_size(), runs, now))
     }
 
@@ -174,13 +176,8 @@ impl Classifier {
     /// Gate features (pooled last two stages) and logits for a batch, row-major `[n, features]`.
     pub async fn features(&self, items: &[&Preprocessed]) -> Result<(Vec<f32>, Vec<f32>), ClassifyError> {
         if let Some(fused) = &self.fused {
-            let (mut features, mut logits) = (Vec::new(), Vec::new());
-            for p in items {
-                let (f, l) = fused.gate_features(&p.input, self.input_size());
-                features.extend(f);
-                logits.extend(l);
-            }
-            return Ok((features, logits));
+            let (features, logits): (Vec<_>, Vec<_>) = parallel::map(items, |p| fused.gate_features(&p.input, self.input_size())).into_iter().unzip();
+            return Ok((features.concat(), logits.concat()));
         }
         let n = items.len();
         let (f, l) = self.model.gate_features(self.batch_tensor(items));

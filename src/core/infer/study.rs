@@ -32,8 +32,10 @@ pub const TOP_K: usize = 5;
 /// after the other, so the forward pass alone gains nothing (`./build.sh bench`: 179 / 173 /
 /// 173 CT images/s at batch 1 / 8 / 32), but a study step's own cost (the lung measure, one
 /// call into the worker) is spread: the browser test scores 81 / 116 / 123 / 124 slices/s at
-/// batch 1 / 4 / 16 / 32 (release build, 2026-12-06). A real GPU is expected to gain more from
-/// large batches; 32 slices of 192² are 4.7 MB of input.
+/// batch 1 / 4 / 16 / 32 (release build, 2026-12-06). On two threads (the threaded build) a
+/// batch gives each thread whole images: 82 / 121 / 126 / 135 slices/s against 70 / 93 / 97 /
+/// 96 on one thread in the same run (CI's lean build, 2026-12-07). A real GPU is expected to
+/// gain more from large batches; 32 slices of 192² are 4.7 MB of input.
 pub fn batch_for(backend: BackendKind) -> usize {
     match backend {
         BackendKind::WebGpu => 32,

@@ -18,6 +18,7 @@ use burn::tensor::Tensor;
 
 use super::cnn::{Block, Cnn, ConvBn};
 use super::kernel::{Epilogue, PackedWeights, conv2d};
+use super::parallel;
 use super::winograd::{self, WinogradWeights};
 
 /// Why a model could not be fused (its weights could not be read on the host).
@@ -331,7 +332,11 @@ impl FusedCnn {
     /// Median time of each layer over `runs` forward passes of one `size × size` image (after
     /// one untimed pass), with `now` a clock in milliseconds: where a forward pass spends its
     /// time, for the README's profile and for choosing what to optimise next.
-    pub fn profile(&self, image: &[f32], size: usize, runs: usize, now: &dyn Fn() -> f64) -> Vec<LayerTime> {
+    pub fn profile(&self, image: &[f32], size: usize, runs: usize, now: &(dyn Fn() -> f64 + Sync)) -> Vec<LayerTime> {
+        parallel::run(|| self.profile_here(image, size, runs, now))
+    }
+
+    fn profile_here(&self, image: &[f32], size: usize, runs: usize, now: &(dyn Fn() -> f64 + Sync)) -> Vec<LayerTime> {
         let mut layers: Vec<LayerTime> = Vec::new();
         let mut times: Vec<Vec<f64>> = Vec::new();
         for run in 0..=runs.max(1) {
@@ -376,6 +381,10 @@ impl FusedCnn {
     /// convolutions; folding batch-norm changes nothing here either, since at inference it is
     /// an affine map. `None` when `class` or `k` is out of range.
     pub fn class_gradient(&self, image: &[f32], size: usize, class: usize, k: usize) -> Option<(Maps, Maps, f32)> {
+        parallel::run(|| self.class_gradient_here(image, size, class, k))
+    }
+
+    fn class_gradient_here(&self, image: &[f32], size: usize, class: usize, k: usize) -> Option<(Maps, Maps, f32)> {
         if class >= self.classes || k >= self.stages.len() {
             return None;
         }
@@ -433,6 +442,10 @@ impl FusedCnn {
     /// Pooled outputs of the last two stages, concatenated, and the logits, as
     /// [`Cnn::gate_features`].
     pub fn gate_features(&self, image: &[f32], size: usize) -> (Vec<f32>, Vec<f32>) {
+        parallel::run(|| self.gate_features_here(image, size))
+    }
+
+    fn gate_features_here(&self, image: &[f32], size: usize) -> (Vec<f32>, Vec<f32>) {
         let mut pooled = Vec::new();
         self.trunk(image, size, self.stages.len().saturating_sub(1), &mut pooled);
         let logits = match pooled.last() {

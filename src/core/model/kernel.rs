@@ -20,6 +20,8 @@
 //! The 3 × 3 stride-1 convolutions with many channels go through [`super::winograd`] instead,
 //! which runs this module's block product on transformed tiles.
 
+use super::parallel;
+
 /// Output channels per block (6 divides every width the recipes use: 24, 48, 96, 192), and
 /// 6 rows × 2 vectors of accumulators fit the 16 vector registers of x86-64 and of wasm engines.
 pub(super) const MR: usize = 6;
@@ -114,21 +116,25 @@ struct Output<'a> {
 
 impl Output<'_> {
     /// Store the `MR × NR` block of accumulators of channel block `b` at positions `p0 …
-    /// p0 + width − 1` (`width` < `NR` only for im2col's last panel).
+    /// p0 + width − 1` (`width` < `NR` only for im2col's last panel) into `out`, the part of
+    /// the output that starts at channel block `b0` ([`by_channel_blocks`]).
     #[inline(always)]
-    fn write(&self, acc: &[[f32; NR]; MR], b: usize, p0: usize, width: usize, out: &mut [f32]) {
+    fn write(&self, acc: &[[f32; NR]; MR], b: usize, p0: usize, width: usize, out: &mut [f32], b0: usize) {
+        let skip = b0 * MR * self.positions;
         for (i, a) in acc.iter().enumerate() {
             let co = b * MR + i;
             if co >= self.cout {
                 break;
             }
+            // `start` indexes the whole output (the residual); `local`, this part of it.
             let start = co * self.positions + p0;
+            let local = start.wrapping_sub(skip);
             let bias = self.bias.get(co).copied().unwrap_or(0.0);
             if width == NR {
-                if let Some(dst) = out.get_mut(start..).and_then(|d| d.first_chunk_mut::<NR>()) {
+                if let Some(dst) = out.get_mut(local..).and_then(|d| d.first_chunk_mut::<NR>()) {
                     store(dst, a, bias, self.epilogue, start);
                 }
-            } else if let Some(dst) = out.get_mut(start..start + width) {
+            } else if let Some(dst) = out.get_mut(local..local.saturating_add(width)) {
                 for (j, (d, v)) in dst.iter_mut().zip(a).enumerate() {
                     *d = finish(v + bias, self.epilogue, start + j);
                 }
@@ -136,8 +142,10 @@ impl Output<'_> {
         }
     }
 
-    /// Store the lanes of a block that are outputs, each at its position.
-    fn write_lanes(&self, acc: &[[f32; NR]; MR], b: usize, lanes: &[Option<usize>; NR], out: &mut [f32]) {
+    /// Store the lanes of a block that are outputs, each at its position (`out` as in
+    /// [`Self::write`]).
+    fn write_lanes(&self, acc: &[[f32; NR]; MR], b: usize, lanes: &[Option<usize>; NR], out: &mut [f32], b0: usize) {
+        let skip = b0 * MR * self.positions;
         for (i, a) in acc.iter().enumerate() {
             let co = b * MR + i;
             if co >= self.cout {
@@ -146,7 +154,7 @@ impl Output<'_> {
             let bias = self.bias.get(co).copied().unwrap_or(0.0);
             for (v, p) in a.iter().zip(lanes) {
                 let Some(at) = p.map(|p| co * self.positions + p) else { continue };
-                if let Some(dst) = out.get_mut(at) {
+                if let Some(dst) = out.get_mut(at.wrapping_sub(skip)) {
                     *dst = finish(v + bias, self.epilogue, at);
                 }
             }
@@ -232,32 +240,45 @@ fn direct_product(weights: &PackedWeights, planes: &Planes, buf: &[f32], ho: usi
         // reading zeros there keeps the loop free of panics and of an early exit.
         block_product(w, planes.taps.iter().map(|&o| src.get(o..).and_then(|c| c.first_chunk::<NR>()).unwrap_or(&[0.0; NR])))
     };
-    if wo.is_multiple_of(NR) {
-        for oy in 0..ho {
-            for ox in (0..wo).step_by(NR) {
-                for (b, w) in blocks.chunks_exact(weights.reduction).enumerate() {
-                    output.write(&block(oy * cols + ox, w), b, oy * wo + ox, NR, out);
+    let macs = output.positions * output.cout * weights.reduction;
+    by_channel_blocks(out, output.cout, output.positions, macs, |b0, out| {
+        let count = out.len().div_ceil(MR * output.positions);
+        let group = || blocks.chunks_exact(weights.reduction).enumerate().skip(b0).take(count);
+        if wo.is_multiple_of(NR) {
+            for oy in 0..ho {
+                for ox in (0..wo).step_by(NR) {
+                    for (b, w) in group() {
+                        output.write(&block(oy * cols + ox, w), b, oy * wo + ox, NR, out, b0);
+                    }
+                }
+            }
+            return;
+        }
+        for q in (0..ho * cols).step_by(NR) {
+            // Where each lane's output goes, if it is one.
+            let lanes: [Option<usize>; NR] = std::array::from_fn(|j| {
+                let (oy, ox) = ((q + j) / cols, (q + j) % cols);
+                (oy < ho && ox < wo).then_some(oy * wo + ox)
+            });
+            let row = q % cols + NR <= wo;
+            for (b, w) in group() {
+                let acc = block(q, w);
+                if row {
+                    output.write(&acc, b, (q / cols) * wo + q % cols, NR, out, b0);
+                } else {
+                    output.write_lanes(&acc, b, &lanes, out, b0);
                 }
             }
         }
-        return;
-    }
-    for q in (0..ho * cols).step_by(NR) {
-        // Where each lane's output goes, if it is one.
-        let lanes: [Option<usize>; NR] = std::array::from_fn(|j| {
-            let (oy, ox) = ((q + j) / cols, (q + j) % cols);
-            (oy < ho && ox < wo).then_some(oy * wo + ox)
-        });
-        let row = q % cols + NR <= wo;
-        for (b, w) in blocks.chunks_exact(weights.reduction).enumerate() {
-            let acc = block(q, w);
-            if row {
-                output.write(&acc, b, (q / cols) * wo + q % cols, NR, out);
-            } else {
-                output.write_lanes(&acc, b, &lanes, out);
-            }
-        }
-    }
+    });
+}
+
+/// Run `product(b0, part)` over the output `out` (`[cout, positions]`) cut into one part of
+/// whole channel blocks per thread, `part` starting at block `b0`: each thread keeps the
+/// single-threaded loop order and reads the input once.
+pub(super) fn by_channel_blocks(out: &mut [f32], cout: usize, positions: usize, macs: usize, product: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let per = cout.div_ceil(MR).div_ceil(parallel::threads()).max(1);
+    parallel::in_parts(out, per * MR * positions, macs, |g, part| product(g * per, part));
 }
 
 /// The im2col matrix `col[r][p] = x[c][oy·s + ky − pad][ox·s + kx − pad]` (`r = (c·k + ky)·k +
@@ -297,13 +318,17 @@ fn im2col_panels(x: &[f32], cin: usize, h: usize, w: usize, kernel: usize, strid
 /// the panels of [`im2col_panels`].
 fn matmul(weights: &PackedWeights, panels: &[[f32; NR]], output: &Output, out: &mut [f32]) {
     let (blocks, _) = weights.data.as_chunks::<MR>();
-    for (panel, rows) in panels.chunks_exact(weights.reduction).enumerate() {
-        let p0 = panel * NR;
-        let width = output.positions.saturating_sub(p0).min(NR);
-        for (b, block) in blocks.chunks_exact(weights.reduction).enumerate() {
-            output.write(&block_product(block, rows.iter()), b, p0, width, out);
+    let macs = output.positions * output.cout * weights.reduction;
+    by_channel_blocks(out, output.cout, output.positions, macs, |b0, out| {
+        let count = out.len().div_ceil(MR * output.positions);
+        for (panel, rows) in panels.chunks_exact(weights.reduction).enumerate() {
+            let p0 = panel * NR;
+            let width = output.positions.saturating_sub(p0).min(NR);
+            for (b, block) in blocks.chunks_exact(weights.reduction).enumerate().skip(b0).take(count) {
+                output.write(&block_product(block, rows.iter()), b, p0, width, out, b0);
+            }
         }
-    }
+    });
 }
 
 /// ReLU by the sign bit: negative values (and −0) become +0. A comparison (`v > 0`) or

@@ -1,4 +1,4 @@
-//! Model: the network ([`cnn`]) and its batch-norm-folded CPU inference form ([`fused`], with its convolution kernels), the ids of models and modalities ([`id`]), the manifest that describes each trained model ([`manifest`])
+//! Model: the network ([`cnn`]) and its batch-norm-folded CPU inference form ([`fused`], with its convolution kernels and the threads they may use, [`parallel`]), the ids of models and modalities ([`id`]), the manifest that describes each trained model ([`manifest`])
 //! with its training [`recipe`] and measured [`report`]s, loading and saving its weights
 //! ([`weights`]) and the run-time device it runs on ([`device`]).
 //! Everything here compiles for the browser.
@@ -10,6 +10,7 @@ pub mod fused;
 pub mod id;
 mod kernel;
 pub mod manifest;
+pub mod parallel;
 pub mod recipe;
 pub mod report;
 pub mod weights;
