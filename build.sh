@@ -2,8 +2,9 @@
 # build.sh — the one entry point. Idempotent; installs what is missing from the package
 # registries (Debian, crates.io, npm) and never downloads a browser or toolchain elsewhere.
 #
-#   ./build.sh          build the web app: the `ctxr-web` crate to wasm (release; a CPU-only build
-#                       and one with WebGPU) + wasm-bindgen + wasm-opt → www/pkg, weights → www/weights
+#   ./build.sh          build the web app: the `ctxr-web` crate to wasm (release; a CPU-only build,
+#                       the same on threads, and one with WebGPU) + wasm-bindgen + wasm-opt → www/pkg,
+#                       weights → www/weights
 #   ./build.sh serve    build, then serve www/ on http://127.0.0.1:${PORT:-8080}/
 #   ./build.sh lint     rustfmt --check, clippy (native and wasm32) with warnings denied
 #   ./build.sh test     lint, the hostile corpus (`ctxr corpus`), cargo test (release), then the

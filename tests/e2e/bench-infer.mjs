@@ -114,6 +114,7 @@ async function oneConfig(c, id) {
 // clock is finest (5 µs when cross-origin isolated), and the threaded build's profile beside it.
 async function threadedConfig(c, id) {
   const t = { ctxr: [], ort: [] };
+  const pages = { ctxr: [], ort: [] }; // each page's median: a page's state can differ from the next's
   let out = {};
   let ctxrLogits = [];
   let ortLogits = [];
@@ -122,7 +123,9 @@ async function threadedConfig(c, id) {
       const a = await call(page, 'ctxrWorkerStart', id, THREADS);
       ctxrLogits = a.logits;
       await call(page, 'warm', 'ctxr', WARM_MS);
-      t.ctxr.push(...(await call(page, 'time', 'ctxr', c.runs)));
+      const times = await call(page, 'time', 'ctxr', c.runs);
+      t.ctxr.push(...times);
+      pages.ctxr.push(round(median(times)));
       if (i > 0) return;
       const more = await batchAndCam(page, c);
       const threadedProfile = await call(page, 'threadedProfile', c.runs);
@@ -136,12 +139,14 @@ async function threadedConfig(c, id) {
       out.ort_threads = b.threads;
       out.isolated = b.isolated;
       await call(page, 'warm', 'ort', WARM_MS);
-      t.ort.push(...(await call(page, 'time', 'ort', c.runs)));
+      const times = await call(page, 'time', 'ort', c.runs);
+      t.ort.push(...times);
+      pages.ort.push(round(median(times)));
     });
   }
   const diff = maxDiff(ctxrLogits, ortLogits);
   if (!(diff <= 1e-4)) mismatch = true;
-  return { ...out, logits_max_diff: diff, ...timing(t) };
+  return { ...out, logits_max_diff: diff, page_medians_ms: pages, ...timing(t) };
 }
 
 const sizes = Object.fromEntries(JSON.parse(readFileSync(join(root, 'www', 'weights', 'manifest.json'), 'utf8')).models.map((m) => [m.id, m.preprocess.input_size]));
@@ -189,6 +194,7 @@ for (const [id, r] of Object.entries(results.models)) {
     const ort = name === 'cpu_threaded' ? `${c.ort_threads} threads${c.isolated ? '' : ' (NOT isolated)'}` : '';
     const ours = name === 'cpu_threaded' ? ` ${c.ctxr_threads} thr.` : '';
     console.log(`${id.padEnd(6)} ${name.padEnd(15)} ${`${c.ctxr_median_ms} (${c.ctxr_p90_ms})${ours}`.padEnd(22)} ${`${c.ort_median_ms} (${c.ort_p90_ms}) ${ort}`.padEnd(21)} ${String(c.ratio).padEnd(16)} ${c.logits_max_diff.toExponential(1)}`);
+    if (c.page_medians_ms) console.log(`${''.padEnd(22)} by page: ctxr ${c.page_medians_ms.ctxr.join(', ')} ms; ORT ${c.page_medians_ms.ort.join(', ')} ms`);
   }
   for (const name of ['ctxr_cpu', 'ctxr_full_cpu', 'ort_wasm']) {
     const c = r[`${name}_cold`];
@@ -218,7 +224,7 @@ for (const [id, r] of Object.entries(results.models)) {
   for (const [i, l] of p.entries()) {
     const m = t?.[i];
     const threads = m ? `${m.ms.toFixed(3).padStart(9)} ${m.ms > 0 ? (l.ms / m.ms).toFixed(2).padStart(9) : ''}` : '';
-    console.log(`${l.layer.padEnd(13)} ${l.output.join('×').padEnd(14)} ${(l.macs / 1e6).toFixed(2).padStart(6)} ${l.ms.toFixed(3).padStart(7)} ${(l.macs ? (l.macs / l.ms / 1e6).toFixed(1) : '').padStart(8)} ${threads}`);
+    console.log(`${l.layer.padEnd(13)} ${l.output.join('×').padEnd(14)} ${(l.macs / 1e6).toFixed(2).padStart(6)} ${l.ms.toFixed(3).padStart(7)} ${(l.macs && l.ms > 0 ? (l.macs / l.ms / 1e6).toFixed(1) : '').padStart(8)} ${threads}`);
   }
 }
 console.log(`written: ${join(bench, 'infer.json')}`);
