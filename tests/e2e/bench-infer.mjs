@@ -20,7 +20,7 @@ import { gzipSync } from 'node:zlib';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
-import { serve } from './server.mjs';
+import { ISOLATION, serve } from './server.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const bench = join(root, 'target', 'bench');
@@ -37,7 +37,6 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-back
   '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'];
 // ctxr's threads where the page is isolated: one per core, as the page's worker (www/worker.js).
 const THREADS = Math.min(8, cpus().length);
-const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
 // The served folder: links to the built page's wasm and weights, onnxruntime-web's files, the
 // exported networks and the in-page half.

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { serve } from './server.mjs';
+import { ISOLATION, serve } from './server.mjs';
 import { dicomStudyFolder, niftiGz, phantomHu, phantomStudy, syntheticFiles, syntheticSeries, tiff16 } from './synthetic.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -34,9 +34,6 @@ const BACKENDS = {
 
 // The engine builds the worker may load (www/worker.js), by their wasm file.
 const BUILD_WASM = { cpu: 'ctxr_cpu_bg.wasm', threads: 'ctxr_threads_bg.wasm', full: 'ctxr_bg.wasm' };
-// What a host that can set headers sends for cross-origin isolation (the page's service worker
-// adds the same where the host cannot).
-const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 const MAX_THREADS = 8; // www/worker.js
 
 let passed = 0;

@@ -13,6 +13,11 @@ const TYPES = {
   '.png': 'image/png', '.svg': 'image/svg+xml', '.txt': 'text/plain; charset=utf-8',
 };
 
+// What a host sends to make its pages cross-origin isolated (COOP and COEP), which threads
+// need: the threaded engine build in the browser tests, onnxruntime-web's threads in the
+// benchmark. The page's own service worker adds the same (www/sw.js).
+export const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
 export function serve(root, port = 0, headers = {}) {
   const base = resolve(root);
   const server = createServer(async (req, res) => {

@@ -30,7 +30,7 @@ pub fn threads() -> usize {
 pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "threads")]
     if threads() > 1 && rayon::current_thread_index().is_none() {
-        let done = Done(std::sync::atomic::AtomicBool::new(false));
+        let done = std::sync::atomic::AtomicBool::new(false);
         let done = &done;
         return rayon::scope(|scope| {
             let driver = rayon::current_thread_index();
@@ -41,7 +41,7 @@ pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                     if rayon::current_thread_index() == driver {
                         return;
                     }
-                    while !done.0.load(std::sync::atomic::Ordering::Acquire) {
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
                         if rayon::yield_now() != Some(rayon::Yield::Executed) {
                             std::hint::spin_loop();
                         }
@@ -55,19 +55,15 @@ pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     f()
 }
 
-/// Whether the pass the pollers serve has ended.
+/// Ends the pollers (sets the pass's `done`) when the pass returns, or unwinds: natively a
+/// panic would otherwise leave them polling, and the scope waiting for them, for ever.
 #[cfg(feature = "threads")]
-struct Done(std::sync::atomic::AtomicBool);
-
-/// Ends the pollers when the pass returns, or unwinds (natively a panic would otherwise leave
-/// them polling, and the scope waiting for them, for ever).
-#[cfg(feature = "threads")]
-struct Finish<'a>(&'a Done);
+struct Finish<'a>(&'a std::sync::atomic::AtomicBool);
 
 #[cfg(feature = "threads")]
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
-        self.0.0.store(true, std::sync::atomic::Ordering::Release);
+        self.0.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
