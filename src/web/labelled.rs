@@ -190,7 +190,8 @@ impl Engine {
         }
         m.set.check(Some(cfg.folds)).map_err(|e| own_error("labels", e))?;
         let clf = st.models.classifier(m.id).map_err(|e| analyze_error(&e))?;
-        let run = Adaptation::new(&clf.entry, clf.model().clone(), clf.device(), m.examples.clone(), cfg).map_err(|e| own_error("adapt", e))?;
+        let base = clf.model().map_err(|e| own_error("adapt", e))?.clone();
+        let run = Adaptation::new(&clf.entry, base, clf.device(), m.examples.clone(), cfg).map_err(|e| own_error("adapt", e))?;
         let out = to_js(&serde_json::json!({ "steps_max": run.steps_max(), "config": run.config() }))?;
         own.adapting = Some((m.id, run));
         Ok(out)

@@ -3,7 +3,9 @@
 //! `../shared/data`, on the decoder samples and on every hostile-corpus file that gets as far
 //! as the model: logits and gate features within 1e-4, and Grad-CAM at every stage from the
 //! fused network's own backward pass (the classifier's path on the CPU) equal to Grad-CAM
-//! computed by burn's autodiff end to end. Folding must not change the answers (issue 16).
+//! computed by burn's autodiff end to end. Folding must not change the answers (issue 16). The
+//! classifier reads its fused network straight from the record (`FusedCnn::from_record`), and
+//! serves exactly the logits of the one folded from burn's loaded layers.
 
 use std::collections::BTreeMap;
 

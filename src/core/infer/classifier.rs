@@ -1,7 +1,9 @@
 //! Classifier: one model, its manifest entry and the device it runs on, chosen at run time.
 //! Turns preprocessed images into calibrated class probabilities and Grad-CAM maps. On the CPU
-//! every forward pass runs on the batch-norm-folded network ([`crate::model::fused`]); burn runs
-//! them on WebGPU, and runs every backward pass (Grad-CAM's gradients) on either device.
+//! every pass, forward and Grad-CAM's backward, runs on the batch-norm-folded network
+//! ([`crate::model::fused`]), read straight from the record; burn runs them on WebGPU.
+
+use std::sync::OnceLock;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
@@ -11,7 +13,7 @@ use crate::decode::{DecodeError, DecodeOptions, MedImage, decode};
 use crate::explain::gradcam::{Cam, CamError, cam_from_gradient, grad_cam_from, read};
 use crate::imaging::{PreprocessError, Preprocessed, WindowChoice, preprocess};
 use crate::model::parallel;
-use crate::model::{Cnn, FusedCnn, LayerTime, Modality, ModelEntry, Record, WeightsError, load_model};
+use crate::model::{Cnn, FusedCnn, LayerTime, Modality, ModelEntry, Record, WeightsError, check_record, model_from_record};
 
 /// Why an image could not be classified.
 #[derive(Debug, thiserror::Error)]
@@ -55,23 +57,43 @@ pub struct Prediction {
 
 pub struct Classifier {
     pub entry: ModelEntry,
-    model: Cnn,
+    /// burn's network. Built at load where burn runs the passes (WebGPU); on the CPU, where
+    /// the fused network runs them all, from `record` when something first needs it
+    /// (adaptation, ONNX export), which a page's start then does not pay.
+    model: OnceLock<Cnn>,
+    /// The record's bytes, checked against `entry`.
+    record: Vec<u8>,
     device: Device,
-    /// On the CPU, the same network with batch-norm folded, which runs every forward pass
-    /// (`model` then serves Grad-CAM's backward pass and adaptation).
+    /// On the CPU, the network with batch-norm folded, read from the record, which runs every
+    /// forward pass and Grad-CAM's backward pass.
     fused: Option<FusedCnn>,
 }
 
 impl Classifier {
     /// Load from record bytes (hash-checked against the manifest entry).
     pub fn load<'a>(entry: ModelEntry, record: impl Into<Record<'a>>, device: Device) -> Result<Self, WeightsError> {
-        let model = load_model(entry.expected(), record, &device)?;
-        let fused = if device == Device::flex() { Some(FusedCnn::from_cnn(&model)?) } else { None };
-        Ok(Classifier { entry, model, device, fused })
+        let record = check_record(entry.expected(), record)?;
+        let arch = &entry.architecture;
+        let (model, fused) = if device == Device::flex() {
+            (OnceLock::new(), Some(FusedCnn::from_record(arch, record)?))
+        } else {
+            (OnceLock::from(model_from_record(arch, record.to_vec(), &device).map_err(WeightsError::Record)?), None)
+        };
+        Ok(Classifier { entry, model, record: record.to_vec(), device, fused })
     }
 
-    pub fn model(&self) -> &Cnn {
-        &self.model
+    /// burn's network (built on first use on the CPU).
+    pub fn model(&self) -> Result<&Cnn, WeightsError> {
+        if let Some(m) = self.model.get() {
+            return Ok(m);
+        }
+        let m = model_from_record(&self.entry.architecture, self.record.clone(), &self.device).map_err(WeightsError::Record)?;
+        Ok(self.model.get_or_init(|| m))
+    }
+
+    /// Number of trunk stages (Grad-CAM targets), as the architecture says.
+    pub fn num_stages(&self) -> usize {
+        self.entry.architecture.stage_widths.len()
     }
 
     pub fn device(&self) -> &Device {
@@ -122,7 +144,7 @@ impl Classifier {
         let flat = match &self.fused {
             // One image per thread at a time where there are threads (a study's batches).
             Some(f) => parallel::map(items, |p| f.forward(&p.input, self.input_size())).concat(),
-            None => read(self.model.forward(self.batch_tensor(items)).reshape([n * k])).await?,
+            None => read(self.model()?.forward(self.batch_tensor(items)).reshape([n * k])).await?,
         };
         if flat.len() != n * k {
             return Err(ClassifyError::Output { expected: n * k, got: flat.len() });
@@ -156,14 +178,15 @@ impl Classifier {
 
     /// Grad-CAM for `class` at stage `layer` (1-based).
     pub async fn explain(&self, p: &Preprocessed, class: usize, layer: usize) -> Result<Cam, ClassifyError> {
-        let stages = self.model.num_stages();
+        let stages = self.num_stages();
         if layer == 0 || layer > stages {
             return Err(CamError::NoSuchLayer { layer, stages }.into());
         }
         // On the CPU the fused network runs the backward pass too; elsewhere burn's autodiff.
         let Some(fused) = &self.fused else {
-            let a = self.model.trunk_until(self.batch_tensor(&[p]), layer - 1);
-            return Ok(grad_cam_from(&self.model, a, self.input_size(), class, layer).await?);
+            let model = self.model()?;
+            let a = model.trunk_until(self.batch_tensor(&[p]), layer - 1);
+            return Ok(grad_cam_from(model, a, self.input_size(), class, layer).await?);
         };
         let classes = self.entry.classes.len();
         if class >= classes {
@@ -180,7 +203,7 @@ impl Classifier {
             return Ok((features.concat(), logits.concat()));
         }
         let n = items.len();
-        let (f, l) = self.model.gate_features(self.batch_tensor(items));
+        let (f, l) = self.model()?.gate_features(self.batch_tensor(items));
         let [_, d] = f.dims();
         let k = self.entry.classes.len();
         Ok((read(f.reshape([n * d])).await?, read(l.reshape([n * k])).await?))

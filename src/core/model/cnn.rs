@@ -48,15 +48,38 @@ impl ModelConfig {
     }
 
     fn build(&self, device: &Device, fill: Fill) -> Cnn {
-        let stem = ConvBn::new(self.in_channels, self.stem_width, 2, 3, fill, device);
-        let mut stages = Vec::with_capacity(self.stage_widths.len());
+        let stem = ConvBn::new(&self.stem(), fill, device);
+        let stages = self.blocks().iter().map(|b| Block::new(b, fill, device)).collect();
+        let head = fill.linear(LinearConfig::new(self.features(), self.num_classes)).init(device);
+        Cnn { stem, stages, head }
+    }
+
+    /// The stem convolution.
+    pub fn stem(&self) -> ConvSpec {
+        ConvSpec { path: "stem".into(), cin: self.in_channels, cout: self.stem_width, kernel: 3, stride: 2 }
+    }
+
+    /// Each stage's residual block. Every stage halves the resolution (its first convolution
+    /// has stride 2), so each has a projected shortcut.
+    pub fn blocks(&self) -> Vec<BlockSpec> {
         let mut c = self.stem_width;
-        for &w in &self.stage_widths {
-            stages.push(Block::new(c, w, 2, fill, device));
+        let mut blocks = Vec::with_capacity(self.stage_widths.len());
+        for (i, &w) in self.stage_widths.iter().enumerate() {
+            let path = format!("stages.{i}");
+            let stride = 2;
+            blocks.push(BlockSpec {
+                a: ConvSpec { path: format!("{path}.a"), cin: c, cout: w, kernel: 3, stride },
+                b: ConvSpec { path: format!("{path}.b"), cin: w, cout: w, kernel: 3, stride: 1 },
+                down: (stride != 1 || c != w).then(|| ConvSpec { path: format!("{path}.down"), cin: c, cout: w, kernel: 1, stride }),
+            });
             c = w;
         }
-        let head = fill.linear(LinearConfig::new(c, self.num_classes)).init(device);
-        Cnn { stem, stages, head }
+        blocks
+    }
+
+    /// Width of the pooled features the head reads (the last stage's).
+    pub fn features(&self) -> usize {
+        self.stage_widths.last().copied().unwrap_or(self.stem_width)
     }
 
     /// Names of the Grad-CAM targets, shallow to deep ("stage1" … "stageN").
@@ -90,6 +113,37 @@ impl Fill {
     }
 }
 
+/// The batch-norm epsilon of every layer (burn's default), which folding uses too.
+pub const BN_EPSILON: f64 = 1e-5;
+
+/// One convolution of the network (no bias, followed by batch-norm): where its parameters sit
+/// in a record (`{path}.conv.weight`, `{path}.bn.gamma`, …) and its shape. burn's network is
+/// built from these, and the CPU's fused network is read from a record by them
+/// ([`super::fused::FusedCnn::from_record`]), so the two cannot describe different networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub path: String,
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub stride: usize,
+}
+
+impl ConvSpec {
+    /// "Same" padding for the odd kernel.
+    pub fn pad(&self) -> usize {
+        self.kernel / 2
+    }
+}
+
+/// A residual block's convolutions ([`Block`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSpec {
+    pub a: ConvSpec,
+    pub b: ConvSpec,
+    pub down: Option<ConvSpec>,
+}
+
 /// Convolution (no bias) + batch normalisation.
 #[derive(Module, Debug)]
 pub struct ConvBn {
@@ -98,14 +152,12 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(cin: usize, cout: usize, stride: usize, kernel: usize, fill: Fill, device: &Device) -> Self {
-        let pad = kernel / 2;
-        let conv = Conv2dConfig::new([cin, cout], [kernel, kernel])
-            .with_stride([stride, stride])
-            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-            .with_bias(false);
+    fn new(spec: &ConvSpec, fill: Fill, device: &Device) -> Self {
+        let (k, s, pad) = (spec.kernel, spec.stride, spec.pad());
+        let conv =
+            Conv2dConfig::new([spec.cin, spec.cout], [k, k]).with_stride([s, s]).with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad)).with_bias(false);
         let conv = fill.conv(conv).init(device);
-        ConvBn { conv, bn: BatchNormConfig::new(cout).init(device) }
+        ConvBn { conv, bn: BatchNormConfig::new(spec.cout).with_epsilon(BN_EPSILON).init(device) }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -127,9 +179,8 @@ pub struct Block {
 }
 
 impl Block {
-    fn new(cin: usize, cout: usize, stride: usize, fill: Fill, device: &Device) -> Self {
-        let down = (stride != 1 || cin != cout).then(|| ConvBn::new(cin, cout, stride, 1, fill, device));
-        Block { a: ConvBn::new(cin, cout, stride, 3, fill, device), b: ConvBn::new(cout, cout, 1, 3, fill, device), down }
+    fn new(spec: &BlockSpec, fill: Fill, device: &Device) -> Self {
+        Block { a: ConvBn::new(&spec.a, fill, device), b: ConvBn::new(&spec.b, fill, device), down: spec.down.as_ref().map(|d| ConvBn::new(d, fill, device)) }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {

@@ -12,22 +12,31 @@
 //! weights (training and adaptation) and every device other than the CPU. Tests check that
 //! both give the same logits, features and maps.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Bytes, DType, Tensor, bf16, f16};
 
-use super::cnn::{Block, Cnn, ConvBn};
+use super::cnn::{BN_EPSILON, Block, BlockSpec, Cnn, ConvBn, ConvSpec, ModelConfig};
 use super::kernel::{Epilogue, PackedWeights, conv2d};
 use super::parallel;
 use super::winograd::{self, WinogradWeights};
 
 /// Why a model could not be fused (its weights could not be read on the host).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum FuseError {
     #[error("reading the weights of {layer} failed: {reason}")]
     Read { layer: &'static str, reason: String },
     #[error("{layer} has an unexpected shape: {shape:?}")]
     Shape { layer: &'static str, shape: Vec<usize> },
+    #[error("the weights file could not be read: {0}")]
+    Record(#[source] burn_pack::Error),
+    #[error("the weights file has no tensor '{tensor}' (it is not a record of this architecture)")]
+    Missing { tensor: String },
+    #[error("the weights file's tensor '{tensor}' has shape {got:?}, the architecture needs {expected:?}")]
+    TensorShape { tensor: String, expected: Vec<usize>, got: Vec<usize> },
+    #[error("the weights file's tensor '{tensor}' is stored as {dtype} (f32, f16 or bf16 expected)")]
+    Dtype { tensor: String, dtype: String },
 }
 
 /// Feature maps of one image, channel-major `[channels, height, width]`.
@@ -82,7 +91,21 @@ enum Weights {
     Winograd(WinogradWeights),
 }
 
+/// A convolution's and its batch-norm's parameters, on the host, before folding.
+struct ConvBnValues {
+    /// `[cout, cin, k, k]`.
+    weight: Vec<f32>,
+    /// The convolution's bias, if it has one.
+    bias: Option<Vec<f32>>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    epsilon: f32,
+}
+
 impl FusedConv {
+    /// From burn's layers (a model in memory: the lab's, the tests').
     fn from_conv_bn(layer: &'static str, cb: &ConvBn) -> Result<Self, FuseError> {
         let (conv, bn) = cb.parts();
         let [cout, cin, kh, kw] = conv.weight.val().dims();
@@ -94,35 +117,57 @@ impl FusedConv {
             burn::nn::PaddingConfig2d::Valid => 0,
             _ => return Err(FuseError::Shape { layer, shape: vec![cout, cin, kh, kw] }),
         };
-        let w = host(layer, conv.weight.val())?;
-        let conv_bias = match &conv.bias {
-            Some(b) => host(layer, b.val())?,
-            None => vec![0.0; cout],
+        let values = ConvBnValues {
+            weight: host(layer, conv.weight.val())?,
+            bias: conv.bias.as_ref().map(|b| host(layer, b.val())).transpose()?,
+            gamma: host(layer, bn.gamma.val())?,
+            beta: host(layer, bn.beta.val())?,
+            mean: host(layer, bn.running_mean.value())?,
+            var: host(layer, bn.running_var.value())?,
+            epsilon: bn.epsilon as f32,
         };
-        let gamma = host(layer, bn.gamma.val())?;
-        let beta = host(layer, bn.beta.val())?;
-        let mean = host(layer, bn.running_mean.value())?;
-        let var = host(layer, bn.running_var.value())?;
-        if [gamma.len(), beta.len(), mean.len(), var.len(), conv_bias.len()].iter().any(|&n| n != cout) {
-            return Err(FuseError::Shape { layer, shape: vec![cout, gamma.len()] });
+        Self::fold(layer, values, cout, cin, kh, conv.stride[0], pad)
+    }
+
+    /// From a record, the layer that `spec` describes.
+    fn from_pack(pack: &Pack, spec: &ConvSpec) -> Result<Self, FuseError> {
+        let (cout, cin, k) = (spec.cout, spec.cin, spec.kernel);
+        let p = &spec.path;
+        let values = ConvBnValues {
+            weight: pack.values(&format!("{p}.conv.weight"), &[cout, cin, k, k])?,
+            bias: None,
+            gamma: pack.values(&format!("{p}.bn.gamma"), &[cout])?,
+            beta: pack.values(&format!("{p}.bn.beta"), &[cout])?,
+            mean: pack.values(&format!("{p}.bn.running_mean"), &[cout])?,
+            var: pack.values(&format!("{p}.bn.running_var"), &[cout])?,
+            epsilon: BN_EPSILON as f32,
+        };
+        Self::fold("a convolution", values, cout, cin, k, spec.stride, spec.pad())
+    }
+
+    /// Fold batch-norm into the convolution `[cout, cin, k, k]`.
+    fn fold(layer: &'static str, v: ConvBnValues, cout: usize, cin: usize, kernel: usize, stride: usize, pad: usize) -> Result<Self, FuseError> {
+        let conv_bias = v.bias.unwrap_or_else(|| vec![0.0; cout]);
+        let k = cin * kernel * kernel;
+        if [v.gamma.len(), v.beta.len(), v.mean.len(), v.var.len(), conv_bias.len()].iter().any(|&n| n != cout) || v.weight.len() != cout * k {
+            return Err(FuseError::Shape { layer, shape: vec![cout, v.gamma.len()] });
+        }
+        // The transposed convolution pads by k − 1 − pad.
+        if pad >= kernel || stride == 0 {
+            return Err(FuseError::Shape { layer, shape: vec![cout, cin, kernel, kernel] });
         }
         // BN(conv(x) + b) = s·conv(x) + (β + s·(b − μ)), s = γ / √(σ² + ε): fold s into the
         // weights of each output channel.
-        let k = cin * kh * kw;
-        let mut folded = w;
+        let mut folded = v.weight;
         let mut bias = vec![0.0; cout];
         for co in 0..cout {
-            let s = gamma[co] / (var[co] + bn.epsilon as f32).sqrt();
-            for v in &mut folded[co * k..(co + 1) * k] {
-                *v *= s;
+            let s = v.gamma[co] / (v.var[co] + v.epsilon).sqrt();
+            for w in &mut folded[co * k..(co + 1) * k] {
+                *w *= s;
             }
-            bias[co] = beta[co] + s * (conv_bias[co] - mean[co]);
+            bias[co] = v.beta[co] + s * (conv_bias[co] - v.mean[co]);
         }
-        // The transposed convolution pads by k − 1 − pad.
-        if pad >= kh {
-            return Err(FuseError::Shape { layer, shape: vec![cout, cin, kh, kw] });
-        }
-        Ok(FusedConv::new(folded, bias, cout, cin, kh, conv.stride[0], pad))
+        Ok(FusedConv::new(folded, bias, cout, cin, kernel, stride, pad))
     }
 
     /// The convolution with folded weights `[cout, cin, k, k]`, prepared for the fastest
@@ -197,6 +242,14 @@ impl FusedBlock {
             a: FusedConv::from_conv_bn("a block's first convolution", a)?,
             b: FusedConv::from_conv_bn("a block's second convolution", b)?,
             down: down.map(|d| FusedConv::from_conv_bn("a block's shortcut projection", d)).transpose()?,
+        })
+    }
+
+    fn from_pack(pack: &Pack, spec: &BlockSpec) -> Result<Self, FuseError> {
+        Ok(FusedBlock {
+            a: FusedConv::from_pack(pack, &spec.a)?,
+            b: FusedConv::from_pack(pack, &spec.b)?,
+            down: spec.down.as_ref().map(|d| FusedConv::from_pack(pack, d)).transpose()?,
         })
     }
 
@@ -296,6 +349,23 @@ impl FusedCnn {
             stages: stages.iter().map(FusedBlock::from_block).collect::<Result<_, _>>()?,
             head_weight,
             head_bias,
+            classes,
+        })
+    }
+
+    /// Fold the network of architecture `arch` straight from its record (burnpack bytes, f32
+    /// or f16; the caller has checked its hash), without building burn's network first: what
+    /// the CPU loads at every start. Building burn's network and reading its tensors back took
+    /// 35–45 ms of a cold start in the page, most of it the browser compiling burn's
+    /// record code on first use (measured 2026-12-07).
+    pub fn from_record(arch: &ModelConfig, record: &[u8]) -> Result<Self, FuseError> {
+        let pack = Pack::read(record)?;
+        let (features, classes) = (arch.features(), arch.num_classes);
+        Ok(FusedCnn {
+            stem: FusedConv::from_pack(&pack, &arch.stem())?,
+            stages: arch.blocks().iter().map(|b| FusedBlock::from_pack(&pack, b)).collect::<Result<_, _>>()?,
+            head_weight: pack.values("head.weight", &[features, classes])?,
+            head_bias: pack.values("head.bias", &[classes])?,
             classes,
         })
     }
@@ -462,7 +532,100 @@ impl FusedCnn {
     }
 }
 
+/// A record's tensors by name (burn's own reader of its format).
+struct Pack(BTreeMap<String, burn_pack::Tensor>);
+
+impl Pack {
+    fn read(record: &[u8]) -> Result<Self, FuseError> {
+        let tensors = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(record.to_vec())).and_then(|r| r.into_tensors()).map_err(FuseError::Record)?;
+        Ok(Pack(tensors.into_iter().map(|t| (t.name.clone(), t)).collect()))
+    }
+
+    /// The values of tensor `name`, which must have `shape`, as f32.
+    fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, FuseError> {
+        let t = self.0.get(name).ok_or_else(|| FuseError::Missing { tensor: name.into() })?;
+        if t.shape.as_slice() != shape {
+            return Err(FuseError::TensorShape { tensor: name.into(), expected: shape.to_vec(), got: t.shape.as_slice().to_vec() });
+        }
+        let bytes = t.to_bytes().map_err(FuseError::Record)?;
+        let values: Vec<f32> = match t.dtype {
+            DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            DType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            DType::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            other => return Err(FuseError::Dtype { tensor: name.into(), dtype: format!("{other:?}") }),
+        };
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(FuseError::TensorShape { tensor: name.into(), expected: shape.to_vec(), got: vec![values.len()] });
+        }
+        Ok(values)
+    }
+}
+
 /// A parameter tensor's values on the host (synchronous: the CPU device).
 fn host<const D: usize>(layer: &'static str, t: Tensor<D>) -> Result<Vec<f32>, FuseError> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| FuseError::Read { layer, reason: format!("{e:?}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::{Module, ModuleMapper, Param};
+    use burn::tensor::TensorData;
+
+    use super::super::kernel::tests::values;
+    use super::super::{device, model_from_record, record_bytes};
+    use super::*;
+
+    /// Moves every parameter by a fixed pseudo-random amount, so that no weight, scale or
+    /// shift is a default that a mixed-up name could still match.
+    struct Jitter(u32);
+
+    impl ModuleMapper for Jitter {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            self.0 += 1;
+            let seed = self.0;
+            param.map(|t| {
+                let dims = t.dims();
+                let n = dims.iter().product();
+                let shift = Tensor::<D>::from_data(TensorData::new(values(n, seed), dims), &t.device());
+                t + shift
+            })
+        }
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn a_network_read_from_its_record_equals_the_one_folded_from_burns_layers() {
+        let arch = ModelConfig { in_channels: 1, stem_width: 8, stage_widths: vec![8, 16, 24], num_classes: 3 };
+        let cpu = device::cpu();
+        let model = arch.init_seeded(&cpu, 11).map(&mut Jitter(0)).valid();
+        let image = values(40 * 40, 5).iter().map(|v| v + 0.5).collect::<Vec<_>>();
+        for half in [false, true] {
+            let record = record_bytes(&model, half).unwrap();
+            // burn's reading of the same record (an f16 one rounds every parameter).
+            let loaded = model_from_record(&arch, record.clone(), &cpu).unwrap();
+            let want = FusedCnn::from_cnn(&loaded).unwrap().gate_features(&image, 40);
+            let got = FusedCnn::from_record(&arch, &record).unwrap().gate_features(&image, 40);
+            assert!(max_diff(&want.1, &got.1) < 1e-5, "logits, f16 {half}: {:?} vs {:?}", want.1, got.1);
+            assert!(max_diff(&want.0, &got.0) < 1e-5, "features, f16 {half}");
+        }
+    }
+
+    #[test]
+    fn a_record_of_another_network_or_not_a_record_is_refused_with_the_reason() {
+        let arch = ModelConfig { in_channels: 1, stem_width: 8, stage_widths: vec![8, 16], num_classes: 2 };
+        let record = record_bytes(&arch.init_seeded(&device::cpu(), 3), false).unwrap();
+        let wider = ModelConfig { stage_widths: vec![8, 32], ..arch.clone() };
+        assert!(matches!(FusedCnn::from_record(&wider, &record), Err(FuseError::TensorShape { tensor, .. }) if tensor == "stages.1.a.conv.weight"));
+        let deeper = ModelConfig { stage_widths: vec![8, 16, 16], ..arch.clone() };
+        assert!(matches!(FusedCnn::from_record(&deeper, &record), Err(FuseError::Missing { tensor }) if tensor == "stages.2.a.conv.weight"));
+        let classes = ModelConfig { num_classes: 3, ..arch.clone() };
+        assert!(matches!(FusedCnn::from_record(&classes, &record), Err(FuseError::TensorShape { tensor, .. }) if tensor == "head.weight"));
+        assert!(matches!(FusedCnn::from_record(&arch, b"not a record"), Err(FuseError::Record(_))));
+        assert!(matches!(FusedCnn::from_record(&arch, &record[..record.len() / 2]), Err(FuseError::Record(_))));
+        assert!(FusedCnn::from_record(&arch, &record).is_ok());
+    }
 }

@@ -22,4 +22,4 @@ pub use fused::{FuseError, FusedCnn, LayerTime, Maps};
 pub use manifest::{DISCLAIMER, EntrySpec, GateParams, Manifest, Modality, ModelEntry, ModelId, OperatingPoint, RecordDtype, decode_options};
 pub use recipe::{AugmentConfig, DataPlan, Sampling, TrainConfig};
 pub use report::{Evaluation, Report};
-pub use weights::{Record, WeightsError, hex, load_model, model_from_record, record_bytes, sha256_hex};
+pub use weights::{Record, WeightsError, check_record, hex, load_model, model_from_record, record_bytes, sha256_hex};

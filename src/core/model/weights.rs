@@ -94,6 +94,14 @@ pub const MAX_WIDTH: usize = 1024;
 /// Check the record's hash and the manifest's architecture, then build the model on `device`
 /// and load the record into it. The model comes back in inference mode.
 pub fn load_model<'a>(expected: Expected, record: impl Into<Record<'a>>, device: &Device) -> Result<Cnn, WeightsError> {
+    let bytes = check_record(expected, record)?;
+    model_from_record(expected.architecture, bytes.to_vec(), device).map_err(WeightsError::Record)
+}
+
+/// Check a record against its manifest entry before anything is built from it: its SHA-256,
+/// and an architecture that may be built (the record's tensors are checked against it as they
+/// are read). Returns the record's bytes.
+pub fn check_record<'a>(expected: Expected, record: impl Into<Record<'a>>) -> Result<&'a [u8], WeightsError> {
     let Record { bytes: record, sha256: got } = record.into();
     if !got.eq_ignore_ascii_case(expected.sha256.trim()) {
         return Err(WeightsError::ShaMismatch { expected: expected.sha256.into(), got });
@@ -109,7 +117,7 @@ pub fn load_model<'a>(expected: Expected, record: impl Into<Record<'a>>, device:
     if arch.in_channels != 1 || !width_ok(arch.stem_width) || !arch.stage_widths.iter().all(|&w| width_ok(w)) {
         return Err(WeightsError::Widths { in_channels: arch.in_channels, stem: arch.stem_width, stages: arch.stage_widths.clone() });
     }
-    model_from_record(arch, record.to_vec(), device).map_err(WeightsError::Record)
+    Ok(record)
 }
 
 /// The inference model (`valid()`) of architecture `arch` with the parameters of burnpack

@@ -219,7 +219,7 @@ pub fn run(a: Args) -> Result<ExitCode, LabError> {
                         }
                         None => pred.label_index,
                     };
-                    let layer = a.layer.unwrap_or(clf.model().num_stages());
+                    let layer = a.layer.unwrap_or(clf.num_stages());
                     let cam = pollster::block_on(clf.explain(&p, class, layer))?;
                     let heat = to_original(&cam.heat, p.size, p.letterbox, img.width, img.height);
                     let base = render(&img, resolve_window(&img, &clf.entry.preprocess, a.window).map_err(ctxr::infer::ClassifyError::from)?);

@@ -90,7 +90,7 @@ pub fn corpus(out: &Path) -> Result<ExitCode, LabError> {
 pub fn export_onnx(weights: &Path, id: ModelId, out: &Path) -> Result<ExitCode, LabError> {
     let manifest = load_manifest(weights)?;
     let clf = load_classifier(weights, &manifest, id, &device::cpu())?;
-    let bytes = ctxr_lab::onnx::export(clf.model(), clf.entry.preprocess.input_size as usize)?;
+    let bytes = ctxr_lab::onnx::export(clf.model()?, clf.entry.preprocess.input_size as usize)?;
     std::fs::write(out, &bytes).map_err(|e| LabError::io(out, e))?;
     eprintln!("wrote {} ({} bytes): {id} as ONNX, input [N, 1, {s}, {s}], output logits", out.display(), bytes.len(), s = clf.entry.preprocess.input_size);
     Ok(ExitCode::SUCCESS)

@@ -45,7 +45,7 @@ pub fn adapt_labelled(
     take_in(clf, gate, &mut set, |item, input| Ok(examples.push(&input.seen, item.label, item.group.clone())?))?;
     set.check(Some(cfg.folds))?;
     let image_bytes = examples.bytes();
-    let mut run = Adaptation::new(&clf.entry, clf.model().clone(), clf.device(), examples, cfg)?;
+    let mut run = Adaptation::new(&clf.entry, clf.model()?.clone(), clf.device(), examples, cfg)?;
     loop {
         let p = pollster::block_on(run.advance())?;
         if p == Progress::Done {

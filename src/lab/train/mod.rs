@@ -559,7 +559,7 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
     let (mut dtype, mut bytes) = (RecordDtype::F16, half.clone());
     {
         let hm = Classifier::load(entry_for(&half, RecordDtype::F16), &half, cpu.clone())?;
-        let lh = predict_logits(hm.model(), &cache, &r0.test_idx, &cpu, pre.mean, pre.std);
+        let lh = predict_logits(hm.model()?, &cache, &r0.test_idx, &cpu, pre.mean, pre.std);
         let diff = lh.iter().flatten().zip(r0.logits.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         log.line(&format!("[{}] f16 record {} bytes vs f32 {} bytes; max held-out logit change {diff:.4}", cfg.model, half.len(), full.len()));
         if diff > 0.05 {
