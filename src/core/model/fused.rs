@@ -81,7 +81,28 @@ struct FusedConv {
     folded: Vec<f32>,
     /// The convolution that carries a gradient back ([`Self::backward`]), built on first use:
     /// inference never needs it.
-    transposed: OnceLock<Box<FusedConv>>,
+    transposed: OnceLock<Box<Transposed>>,
+}
+
+/// A convolution's transposed convolution (its gradient at the input from the one at its
+/// output), as a stride-1 convolution on the same kernels.
+#[derive(Debug, Clone)]
+struct Transposed {
+    /// Stride 1: the taps flipped, input and output channels swapped, padded by `k − 1 − pad`;
+    /// its output is the gradient. Stride `s > 1`: the input positions fall into `s²` phases
+    /// (row and column offsets modulo `s`), and each phase's gradient is a stride-1
+    /// convolution of the output gradient with its own `⌈k/s⌉²` subset of the taps (zero
+    /// where a phase has fewer), padded by `⌈k/s⌉ − 1`; the phases' kernels are stacked as
+    /// output channels, so one product computes them all. Spreading the gradient out by the
+    /// stride and convolving at the input's size would multiply by zeros `s² − 1` times in
+    /// `s²`; the phases do the forward pass's arithmetic rounded up to whole sub-kernels (16
+    /// taps for the 9 of a 3 × 3 stride-2 layer, on a map one row and column larger), which
+    /// pays most for 1 × 1 stride-2 shortcuts (4× less) and large maps (README: Grad-CAM).
+    conv: FusedConv,
+    /// The phases `(row, column)` whose gradients `conv`'s output channels hold, `cin` channels
+    /// each in this order (phases that no tap reaches, as in a 1 × 1 stride-2 shortcut, are
+    /// left out: their gradient is zero); empty for stride 1.
+    phases: Vec<(usize, usize)>,
 }
 
 /// The folded weights, prepared for the algorithm the layer runs.
@@ -184,39 +205,66 @@ impl FusedConv {
 
     /// The gradient at this convolution's input (`[cin, h, w]`, the input's size) from the
     /// gradient `g` at its output; the bias and the epilogue play no part (the caller masks
-    /// for a ReLU). As a stride-1 convolution, so that it runs on the same kernels as the
-    /// forward pass: `g` is spread out by the stride (zeros between its values, and at the end
-    /// the rows and columns the forward stride skipped), then convolved with the taps flipped
-    /// and the input and output channels swapped, padded by `k − 1 − pad`.
+    /// for a ReLU). By the transposed convolution ([`Transposed`]).
     fn backward(&self, g: &Maps, h: usize, w: usize, scratch: &mut Vec<f32>) -> Maps {
-        let transposed = self.transposed.get_or_init(|| {
-            let (k, cin, cout) = (self.kernel, self.cin, self.cout);
-            let mut t = vec![0.0; self.folded.len()];
-            for (co, filter) in self.folded.chunks_exact(cin * k * k).enumerate() {
-                for (ci, taps) in filter.chunks_exact(k * k).enumerate() {
-                    for (tap, &v) in taps.iter().enumerate() {
-                        t[(ci * cout + co) * k * k + (k * k - 1 - tap)] = v;
+        let t = self.transposed.get_or_init(|| Box::new(self.transpose()));
+        let r = t.conv.run(g, Epilogue::Linear, scratch);
+        if t.phases.is_empty() {
+            // Stride 1 pads so that the output has the input's size.
+            return r;
+        }
+        // Phase (qy, qx)'s output (u, v) is the gradient at input row s·u + qy − pad,
+        // column s·v + qx − pad; rows and columns outside the input are the padding's.
+        let (s, pad, cin) = (self.stride, self.pad, self.cin);
+        let (uh, uw) = (r.height, r.width);
+        let mut gx = vec![0.0; cin * h * w];
+        let plane = uh * uw;
+        for (i, &(qy, qx)) in t.phases.iter().enumerate() {
+            for (ci, dst) in gx.chunks_exact_mut(h * w).enumerate() {
+                let src = &r.data[(i * cin + ci) * plane..][..plane];
+                for (u, row) in src.chunks_exact(uw).enumerate() {
+                    let Some(iy) = (s * u + qy).checked_sub(pad).filter(|&iy| iy < h) else { continue };
+                    for (v, &val) in row.iter().enumerate() {
+                        if let Some(ix) = (s * v + qx).checked_sub(pad).filter(|&ix| ix < w) {
+                            dst[iy * w + ix] = val;
+                        }
                     }
                 }
             }
-            let mut conv = FusedConv::new(t, vec![0.0; cin], cin, cout, k, 1, k - 1 - self.pad);
-            conv.folded = Vec::new();
-            Box::new(conv)
-        });
-        let s = self.stride;
-        let (hd, wd) = ((h + 2 * self.pad + 1).saturating_sub(self.kernel), (w + 2 * self.pad + 1).saturating_sub(self.kernel));
-        if (s, hd, wd) == (1, g.height, g.width) {
-            return transposed.run(g, Epilogue::Linear, scratch);
         }
-        let mut spread = vec![0.0; g.channels * hd * wd];
-        for (dst, src) in spread.chunks_exact_mut(hd * wd).zip(g.data.chunks_exact(g.height * g.width)) {
-            for (oy, row) in src.chunks_exact(g.width).enumerate().filter(|(oy, _)| oy * s < hd) {
-                for (ox, &v) in row.iter().enumerate().filter(|(ox, _)| ox * s < wd) {
-                    dst[oy * s * wd + ox * s] = v;
+        Maps { channels: cin, height: h, width: w, data: gx }
+    }
+
+    /// Build the transposed convolution ([`Transposed`]) from the folded weights.
+    fn transpose(&self) -> Transposed {
+        let (k, s, cin, cout) = (self.kernel, self.stride, self.cin, self.cout);
+        let tap = |co: usize, ci: usize, ky: usize, kx: usize| self.folded[((co * cin + ci) * k + ky) * k + kx];
+        let (mut conv, phases) = if s == 1 {
+            let mut t = vec![0.0; self.folded.len()];
+            for (co, ci, ky, kx) in (0..cout).flat_map(|co| (0..cin).flat_map(move |ci| (0..k * k).map(move |i| (co, ci, i / k, i % k)))) {
+                t[((ci * cout + co) * k + (k - 1 - ky)) * k + (k - 1 - kx)] = tap(co, ci, ky, kx);
+            }
+            (FusedConv::new(t, vec![0.0; cin], cin, cout, k, 1, k - 1 - self.pad), Vec::new())
+        } else {
+            // Input row iy = s·u + q − pad takes taps ky = q + s·j from output row u − j.
+            let j = k.div_ceil(s);
+            let phases: Vec<(usize, usize)> = (0..s.min(k)).flat_map(|qy| (0..s.min(k)).map(move |qx| (qy, qx))).collect();
+            let mut t = vec![0.0; phases.len() * cin * cout * j * j];
+            for (i, &(qy, qx)) in phases.iter().enumerate() {
+                for (ci, co) in (0..cin).flat_map(|ci| (0..cout).map(move |co| (ci, co))) {
+                    for (a, b) in (0..j).flat_map(|a| (0..j).map(move |b| (a, b))) {
+                        let (ky, kx) = (qy + s * (j - 1 - a), qx + s * (j - 1 - b));
+                        if ky < k && kx < k {
+                            t[(((i * cin + ci) * cout + co) * j + a) * j + b] = tap(co, ci, ky, kx);
+                        }
+                    }
                 }
             }
-        }
-        transposed.run(&Maps { channels: g.channels, height: hd, width: wd, data: spread }, Epilogue::Linear, scratch)
+            let channels = phases.len() * cin;
+            (FusedConv::new(t, vec![0.0; channels], channels, cout, j, 1, j - 1), phases)
+        };
+        conv.folded = Vec::new();
+        Transposed { conv, phases }
     }
 
     fn run(&self, x: &Maps, epilogue: Epilogue, scratch: &mut Vec<f32>) -> Maps {
@@ -627,5 +675,58 @@ mod tests {
         assert!(matches!(FusedCnn::from_record(&arch, b"not a record"), Err(FuseError::Record(_))));
         assert!(matches!(FusedCnn::from_record(&arch, &record[..record.len() / 2]), Err(FuseError::Record(_))));
         assert!(FusedCnn::from_record(&arch, &record).is_ok());
+    }
+
+    /// The gradient at a convolution's input by the definition: every output position sends
+    /// its gradient back through every tap that read an input position.
+    fn naive_backward(
+        w: &[f32],
+        g: &[f32],
+        (cin, cout, k, s, pad): (usize, usize, usize, usize, usize),
+        (h, wd): (usize, usize),
+        (oh, ow): (usize, usize),
+    ) -> Vec<f32> {
+        let mut gx = vec![0.0; cin * h * wd];
+        for (co, ci, oy, ox, ky, kx) in (0..cout)
+            .flat_map(|co| (0..cin).flat_map(move |ci| (0..oh * ow).flat_map(move |o| (0..k * k).map(move |t| (co, ci, o / ow, o % ow, t / k, t % k)))))
+        {
+            let (iy, ix) = ((oy * s + ky).checked_sub(pad), (ox * s + kx).checked_sub(pad));
+            if let (Some(iy), Some(ix)) = (iy.filter(|&y| y < h), ix.filter(|&x| x < wd)) {
+                gx[(ci * h + iy) * wd + ix] += w[((co * cin + ci) * k + ky) * k + kx] * g[(co * oh + oy) * ow + ox];
+            }
+        }
+        gx
+    }
+
+    #[test]
+    fn the_transposed_convolution_equals_the_definition_for_every_stride_and_size() {
+        // The models' layers (3 × 3 stride 1 and 2, 1 × 1 stride-2 shortcuts) at even and odd
+        // sizes, small maps (im2col) and wide ones (the direct product), and a stride of 3.
+        for (n, &(k, s, pad, h, w)) in [
+            (3, 2, 1, 8, 8),
+            (3, 2, 1, 9, 7),
+            (3, 2, 1, 24, 30),
+            (1, 2, 0, 8, 8),
+            (1, 2, 0, 7, 9),
+            (1, 2, 0, 32, 32),
+            (3, 1, 1, 6, 5),
+            (3, 1, 1, 20, 20),
+            (3, 3, 1, 10, 11),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (cin, cout) = (5, 12);
+            let weights = values(cout * cin * k * k, 100 + n as u32);
+            let conv = FusedConv::new(weights.clone(), vec![0.0; cout], cout, cin, k, s, pad);
+            let x = Maps { channels: cin, height: h, width: w, data: values(cin * h * w, 7) };
+            let y = conv.run(&x, Epilogue::Linear, &mut Vec::new());
+            let g = Maps { data: values(y.data.len(), 200 + n as u32), ..y };
+            let got = conv.backward(&g, h, w, &mut Vec::new());
+            assert_eq!((got.channels, got.height, got.width), (cin, h, w));
+            let want = naive_backward(&weights, &g.data, (cin, cout, k, s, pad), (h, w), (g.height, g.width));
+            let d = max_diff(&want, &got.data);
+            assert!(d < 1e-5, "k {k} stride {s} pad {pad} {h}×{w}: differs by {d}");
+        }
     }
 }
