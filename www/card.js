@@ -287,6 +287,15 @@ function reportPanel(entry, report, label) {
       sources.map(([name, s]) => [name, int(obj(s).n), fmt(obj(s).accuracy), fmt(aucOf(s)), fmt(obj(s).ece_raw),
         fmt(obj(s).ece_calibrated), { text: counts(arr(obj(s).classes).length ? obj(s).classes : classes, obj(s).class_counts), cls: 'mc-text' }])));
   }
+  const subtypes = arr(r.per_subtype);
+  if (subtypes.length) {
+    safely(panel, () => table(`AUC by subtype — ${label} (each subtype against its source's images of the other labels)`,
+      ['Source', 'Label', 'Subtype', 'n', 'Against', 'AUC'],
+      subtypes.map((s) => {
+        const q = obj(s);
+        return [str(q.source), { text: q.label, cls: 'mc-text' }, { text: q.subtype, cls: 'mc-text' }, int(q.n), int(q.against), fmt(q.auc)];
+      })));
+  }
   if (isObj(r.patient_level)) safely(panel, () => kvTable(`Patient level — ${label}`, r.patient_level));
   return panel;
 }

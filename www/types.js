@@ -44,6 +44,18 @@
  */
 
 /**
+ * One subtype of a source's label (MosMed's grades, Kermany's bacterial and viral pneumonia)
+ * against the source's images of the other labels.
+ * @typedef {object} SubtypeAuc
+ * @property {string} source
+ * @property {string} label
+ * @property {string} subtype
+ * @property {number} n
+ * @property {number} against
+ * @property {number|null} auc
+ */
+
+/**
  * Metrics of a model on one labelled set: two classes have `auc` and `positive_class`, more
  * classes `macro_auc` and `auc_per_class`.
  * @typedef {object} Report
@@ -64,6 +76,7 @@
  * @property {object} [at_operating_point]
  * @property {Object<string, Report>} [per_source]
  * @property {object} [patient_level]
+ * @property {SubtypeAuc[]} [per_subtype]
  * @property {number} [skipped_unknown_labels]
  * @property {string[]} [failed_to_decode]
  */

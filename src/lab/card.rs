@@ -63,6 +63,7 @@ fn set_table(out: &mut String, name: &str, r: &Report) {
             let _ = writeln!(out, "| {s} | {} | {} | {} | {} |", v.n, f(v.accuracy), f(v.headline_auc()), sens.join(", "));
         }
     }
+    subtype_line(out, r);
     if let Some(p) = &r.patient_level {
         let _ = writeln!(
             out,
@@ -74,6 +75,13 @@ fn set_table(out: &mut String, name: &str, r: &Report) {
         );
     }
     let _ = writeln!(out);
+}
+
+/// One line for a report's subtypes (each against its source's other labels), if it has any.
+fn subtype_line(out: &mut String, r: &Report) {
+    let Some(rows) = r.per_subtype.as_ref().filter(|v| !v.is_empty()) else { return };
+    let parts: Vec<String> = rows.iter().map(|s| format!("{} {} {} (n {} against {}) {}", s.source, s.label, s.subtype, s.n, s.against, f(s.auc))).collect();
+    let _ = writeln!(out, "\nAUC by subtype, each against its source's images of the other labels: {}.", parts.join("; "));
 }
 
 /// Markdown for every evaluated model in the manifest.
@@ -275,6 +283,9 @@ fn loso_table(out: &mut String, l: &LeaveOneSourceOut) {
             sens.join(", "),
             r.minutes
         );
+    }
+    for r in &l.runs {
+        subtype_line(out, &r.report);
     }
     let _ = writeln!(out);
 }

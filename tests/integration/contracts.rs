@@ -76,6 +76,9 @@ fn check_report(defs: &BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>, r
     for s in r["per_source"].as_object().into_iter().flat_map(|m| m.values()) {
         check_report(defs, s, problems);
     }
+    for row in r["per_subtype"].as_array().into_iter().flatten() {
+        check(defs, "SubtypeAuc", row, problems);
+    }
 }
 
 #[test]

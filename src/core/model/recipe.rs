@@ -44,8 +44,42 @@ pub struct AugmentConfig {
     /// in [1, `aspect_max`] (the content fills the frame, no bars), as films squashed to a
     /// square by different uploaders differ in aspect. 1 = off.
     pub aspect_max: f32,
+    /// Image quality, as sources differ in it (paper figures re-saved at low resolution,
+    /// sharp DICOM exports, noisy low-dose slices): with probability `degrade_prob` the image
+    /// is blurred by a Gaussian of standard deviation drawn in [0, `blur_max`] pixels, then
+    /// gets Gaussian noise of standard deviation drawn in [0, `noise_max`] (in [0, 1] grey
+    /// units), so that neither sharpness nor noise can tell a source apart. 0 = off.
+    pub degrade_prob: f32,
+    pub blur_max: f32,
+    pub noise_max: f32,
 }
 
+impl AugmentConfig {
+    /// Every transform off: the preprocessed image as it is (what the tests of one transform,
+    /// and the adaptation tests whose toys carry their signal in a corner, start from).
+    pub fn off() -> Self {
+        AugmentConfig {
+            squeeze_prob: 0.0,
+            squeeze_min: 1.0,
+            flip: false,
+            rotation_deg: 0.0,
+            scale_min: 1.0,
+            shift: 0.0,
+            contrast_min: 1.0,
+            contrast_max: 1.0,
+            scale_max: 1.0,
+            fov_prob: 0.0,
+            gamma_max: 1.0,
+            export_prob: 0.0,
+            aspect_max: 1.0,
+            degrade_prob: 0.0,
+            blur_max: 0.0,
+            noise_max: 0.0,
+        }
+    }
+}
+
+/// The seed papers' ranges (see [`crate::train::augment`]).
 impl Default for AugmentConfig {
     fn default() -> Self {
         AugmentConfig {
@@ -57,11 +91,8 @@ impl Default for AugmentConfig {
             shift: 0.05,
             contrast_min: 0.5,
             contrast_max: 1.5,
-            scale_max: 1.0,
-            fov_prob: 0.0,
-            gamma_max: 1.0,
-            export_prob: 0.0,
-            aspect_max: 1.0,
+            // The transforms that tell sources apart stay off unless a recipe turns them on.
+            ..Self::off()
         }
     }
 }

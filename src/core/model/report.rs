@@ -58,6 +58,22 @@ pub struct PatientLevel {
     pub accuracy_mean_at_half: Option<f64>,
 }
 
+/// One subtype of a source's label against the source's images of the other labels: which
+/// grades the model tells apart (MosMed's CT-1, under 25 % of the lung involved, may show no
+/// lesion on its one slice; CT-2 and CT-3 are the clearer cases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubtypeAuc {
+    pub source: String,
+    pub label: String,
+    pub subtype: String,
+    /// Images of this subtype.
+    pub n: usize,
+    /// The source's images of the other labels it is ranked against.
+    pub against: usize,
+    /// AUC of P(label) between the two.
+    pub auc: Option<f64>,
+}
+
 /// Metrics of a model on one labelled set. A two-class report has `auc` and
 /// `positive_class`; a report of more classes has `macro_auc` and `auc_per_class`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +105,10 @@ pub struct Report {
     pub per_source: Option<BTreeMap<String, Report>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient_level: Option<PatientLevel>,
+    /// Where a source splits a label into subtypes (MosMed's COVID-19 grades, Kermany's
+    /// bacterial and viral pneumonia): each subtype against the source's other labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_subtype: Option<Vec<SubtypeAuc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_unknown_labels: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

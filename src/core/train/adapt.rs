@@ -656,16 +656,7 @@ mod tests {
 
     /// A recipe that does not augment: in these 16² toys the corner is the signal.
     fn plain_recipe(arch: &ModelConfig) -> TrainingSummary {
-        let augment = AugmentConfig {
-            squeeze_prob: 0.0,
-            flip: false,
-            rotation_deg: 0.0,
-            scale_min: 1.0,
-            shift: 0.0,
-            contrast_min: 1.0,
-            contrast_max: 1.0,
-            ..AugmentConfig::default()
-        };
+        let augment = AugmentConfig::off();
         let config = TrainConfig {
             model: ModelId::Ct,
             classes: vec!["noncovid".into(), "covid".into()],

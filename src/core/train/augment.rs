@@ -1,6 +1,7 @@
-//! Training augmentation as in the seed papers, on the preprocessed 8-bit squares: horizontal
-//! flip, rotation (±25°), zoom/crop (scale 0.7–1), shift (±5 %), contrast (0.5–1.5). One
-//! seeded generator makes every run reproducible.
+//! Training augmentation on the preprocessed 8-bit squares: as in the seed papers, horizontal
+//! flip, rotation (±25°), zoom/crop (scale 0.7–1), shift (±5 %), contrast (0.5–1.5); and what
+//! tells sources apart, drawn only where a recipe enables it (bars, aspect, export mapping,
+//! reconstruction circle, blur and noise). One seeded generator makes every run reproducible.
 
 use crate::model::AugmentConfig;
 
@@ -70,6 +71,7 @@ pub fn augment(src: &[u8], size: usize, cfg: &AugmentConfig, rng: &mut Rng, out:
     // takes the same grey: exporters differ in the level they give it.
     let background = if fov.is_some() { 8 } else { 0 };
     let export = export_mapping(cfg, rng).map(|levels| (levels, content_box(src, size)));
+    let degrade = degradation(cfg, rng);
     let get = |x: i64, y: i64| -> f32 {
         if x < 0 || y < 0 || x >= size as i64 || y >= size as i64 {
             return outside;
@@ -104,6 +106,14 @@ pub fn augment(src: &[u8], size: usize, cfg: &AugmentConfig, rng: &mut Rng, out:
             sum += val;
         }
     }
+    if let Some((sigma, noise)) = degrade {
+        gaussian_blur(out, size, sigma);
+        let mut noise_rng = Rng::new(rng.next_u64());
+        for v in out.iter_mut() {
+            *v += noise * gaussian(&mut noise_rng);
+        }
+        sum = out.iter().sum();
+    }
     let mean = sum / (size * size) as f32;
     for v in out.iter_mut() {
         *v = ((*v - mean) * contrast + mean).clamp(0.0, 1.0);
@@ -119,6 +129,45 @@ fn export_mapping(cfg: &AugmentConfig, rng: &mut Rng) -> Option<[f32; 256]> {
     let gamma = if cfg.gamma_max > 1.0 { rng.range(-cfg.gamma_max.ln(), cfg.gamma_max.ln()).exp() } else { 1.0 };
     let (lo, hi) = if cfg.export_prob > 0.0 && rng.unit() < cfg.export_prob { (rng.range(0.0, 0.35), rng.range(0.65, 1.0)) } else { (0.0, 1.0) };
     Some(std::array::from_fn(|v| lo + (hi - lo) * (v as f32 / 255.0).powf(gamma)))
+}
+
+/// The blur (pixels) and noise (grey units) of one quality degradation, `None` when the recipe
+/// has none or this draw keeps the image as it is. Draws only when enabled.
+fn degradation(cfg: &AugmentConfig, rng: &mut Rng) -> Option<(f32, f32)> {
+    if cfg.degrade_prob <= 0.0 || rng.unit() >= cfg.degrade_prob {
+        return None;
+    }
+    Some((rng.range(0.0, cfg.blur_max.max(0.0)), rng.range(0.0, cfg.noise_max.max(0.0))))
+}
+
+/// A standard normal draw (Box-Muller).
+fn gaussian(rng: &mut Rng) -> f32 {
+    let u = rng.unit().max(1e-7);
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * rng.unit()).cos()
+}
+
+/// Separable Gaussian blur of a `size × size` image in place, edges clamped; no-op below a
+/// standard deviation of 0.2 pixel (its kernel would be a single tap).
+fn gaussian_blur(img: &mut [f32], size: usize, sigma: f32) {
+    if sigma < 0.2 || size == 0 {
+        return;
+    }
+    let radius = (3.0 * sigma).ceil() as i64;
+    let mut kernel: Vec<f32> = (-radius..=radius).map(|d| (-(d * d) as f32 / (2.0 * sigma * sigma)).exp()).collect();
+    let total: f32 = kernel.iter().sum();
+    kernel.iter_mut().for_each(|k| *k /= total);
+    let last = size as i64 - 1;
+    let mut tmp = vec![0.0f32; img.len()];
+    for y in 0..size {
+        for x in 0..size {
+            tmp[y * size + x] = kernel.iter().zip(-radius..).map(|(k, d)| k * img[y * size + (x as i64 + d).clamp(0, last) as usize]).sum();
+        }
+    }
+    for y in 0..size {
+        for x in 0..size {
+            img[y * size + x] = kernel.iter().zip(-radius..).map(|(k, d)| k * tmp[(y as i64 + d).clamp(0, last) as usize * size + x]).sum();
+        }
+    }
 }
 
 /// Rows and columns of the image inside its letterbox bars (all-black outer rows/columns).
@@ -153,21 +202,7 @@ mod tests {
     fn identity_settings_reproduce_the_image() {
         let size = 16;
         let src: Vec<u8> = (0..size * size).map(|i| (i % 251) as u8).collect();
-        let cfg = AugmentConfig {
-            squeeze_prob: 0.0,
-            squeeze_min: 1.0,
-            flip: false,
-            rotation_deg: 0.0,
-            scale_min: 1.0,
-            shift: 0.0,
-            contrast_min: 1.0,
-            contrast_max: 1.0,
-            scale_max: 1.0,
-            fov_prob: 0.0,
-            gamma_max: 1.0,
-            export_prob: 0.0,
-            aspect_max: 1.0,
-        };
+        let cfg = AugmentConfig::off();
         let mut out = vec![0.0; size * size];
         augment(&src, size, &cfg, &mut Rng::new(1), &mut out);
         for (a, b) in src.iter().zip(&out) {
@@ -180,18 +215,7 @@ mod tests {
         let size = 64;
         // A white square with a black border (the "air" around a tight crop).
         let src: Vec<u8> = (0..size * size).map(|i| if (8..56).contains(&(i % size)) && (8..56).contains(&(i / size)) { 255 } else { 0 }).collect();
-        let cfg = AugmentConfig {
-            squeeze_prob: 0.0,
-            flip: false,
-            rotation_deg: 0.0,
-            scale_min: 1.5,
-            scale_max: 1.5,
-            shift: 0.0,
-            contrast_min: 1.0,
-            contrast_max: 1.0,
-            fov_prob: 1.0,
-            ..AugmentConfig::default()
-        };
+        let cfg = AugmentConfig { scale_min: 1.5, scale_max: 1.5, fov_prob: 1.0, ..AugmentConfig::off() };
         let mut out = vec![0.0; size * size];
         augment(&src, size, &cfg, &mut Rng::new(3), &mut out);
         let at = |x: usize, y: usize| out[y * size + x];
@@ -213,18 +237,7 @@ mod tests {
         let size = 32;
         // Black bars on rows 0..8 and 24..32; content: a black (lung) and white checkerboard.
         let src: Vec<u8> = (0..size * size).map(|i| if (8..24).contains(&(i / size)) && (i + i / size) % 2 == 1 { 255 } else { 0 }).collect();
-        let cfg = AugmentConfig {
-            squeeze_prob: 0.0,
-            flip: false,
-            rotation_deg: 0.0,
-            scale_min: 1.0,
-            shift: 0.0,
-            contrast_min: 1.0,
-            contrast_max: 1.0,
-            gamma_max: 2.0,
-            export_prob: 1.0,
-            ..AugmentConfig::default()
-        };
+        let cfg = AugmentConfig { gamma_max: 2.0, export_prob: 1.0, ..AugmentConfig::off() };
         let mut out = vec![0.0; size * size];
         augment(&src, size, &cfg, &mut Rng::new(5), &mut out);
         assert!(out[..8 * size].iter().chain(&out[24 * size..]).all(|&v| v == 0.0), "bars stay black");
@@ -238,17 +251,7 @@ mod tests {
         let size = 32;
         // Vertical stripes 4 px wide: a zoom along x widens them, one along y leaves them.
         let src: Vec<u8> = (0..size * size).map(|i| if (i % size) / 4 % 2 == 0 { 255 } else { 0 }).collect();
-        let cfg = AugmentConfig {
-            flip: false,
-            rotation_deg: 0.0,
-            scale_min: 1.0,
-            shift: 0.0,
-            contrast_min: 1.0,
-            contrast_max: 1.0,
-            squeeze_prob: 0.0,
-            aspect_max: 1.5,
-            ..AugmentConfig::default()
-        };
+        let cfg = AugmentConfig { aspect_max: 1.5, ..AugmentConfig::off() };
         let mut widened = 0;
         for seed in 0..20 {
             let mut out = vec![0.0; size * size];
@@ -263,6 +266,49 @@ mod tests {
             widened += usize::from(runs < 7);
         }
         assert!((3..=17).contains(&widened), "about half the draws zoom along x: {widened} of 20");
+    }
+
+    #[test]
+    fn degradation_blurs_edges_and_adds_noise_around_the_same_mean() {
+        let size = 48;
+        // Left half black, right half white: blur softens the edge, noise spreads the flats.
+        let src: Vec<u8> = (0..size * size).map(|i| if i % size < size / 2 { 0 } else { 255 }).collect();
+        let plain = AugmentConfig::off();
+        let run = |cfg: &AugmentConfig, seed| {
+            let mut out = vec![0.0; size * size];
+            augment(&src, size, cfg, &mut Rng::new(seed), &mut out);
+            out
+        };
+        let row = size * size / 2;
+        let sharp = run(&plain, 4);
+        // One pixel either side of the edge: sharp is 0 and 1, blurred is in between.
+        let (l, r) = (row + size / 2 - 1, row + size / 2);
+        assert_eq!((sharp[l], sharp[r]), (0.0, 1.0));
+        let blur = AugmentConfig { degrade_prob: 1.0, blur_max: 3.0, ..plain };
+        let mut softened = 0;
+        for seed in 0..10 {
+            let blurred = run(&blur, seed);
+            softened += usize::from(blurred[l] > 0.05 && blurred[r] < 0.95);
+            // Far from the edge (more than 3 sigma) the blur changes nothing.
+            assert!(blurred[row + 1].abs() < 1e-5 && (blurred[row + size - 2] - 1.0).abs() < 1e-5, "seed {seed}");
+        }
+        assert!(softened >= 7, "sigma is drawn in [0, 3]: {softened} of 10 softened the edge");
+        // Noise alone: the grey flats spread but keep their mean.
+        let grey = vec![128u8; size * size];
+        let mut noisy = vec![0.0; size * size];
+        let noise = AugmentConfig { degrade_prob: 1.0, noise_max: 0.1, ..plain };
+        let mut spread = 0.0f32;
+        for seed in 0..8 {
+            augment(&grey, size, &noise, &mut Rng::new(seed), &mut noisy);
+            let mean = noisy.iter().sum::<f32>() / noisy.len() as f32;
+            assert!((mean - 128.0 / 255.0).abs() < 0.01, "seed {seed}: mean {mean}");
+            let sd = (noisy.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / noisy.len() as f32).sqrt();
+            assert!(sd <= 0.1 * 1.1, "seed {seed}: sd {sd} above the range");
+            spread = spread.max(sd);
+        }
+        assert!(spread > 0.03, "noise was drawn: largest sd {spread}");
+        // Off (probability 0) changes nothing, and keeps the random sequence.
+        assert_eq!(run(&AugmentConfig { degrade_prob: 0.0, blur_max: 3.0, noise_max: 0.1, ..plain }, 4), sharp);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use ctxr::model::report::{
 use ctxr::model::{ModelId, decode_options};
 use ctxr::train::assess::Measurement;
 use ctxr::train::labelled::{Intake, Labelled, LabelledSet, Why};
-use ctxr::train::report::{Outputs, full_report};
+use ctxr::train::report::{Outputs, full_report, subtype_aucs};
 use serde::Serialize;
 
 use crate::LabError;
@@ -55,6 +55,7 @@ pub fn evaluate_samples(clf: &Classifier, samples: &[Sample]) -> Report {
     let mut t = Vec::new();
     let mut so = Vec::new();
     let mut pa = Vec::new();
+    let mut st = Vec::new();
     let mut failed = Vec::new();
     for (s, lg) in known.iter().zip(logits) {
         match lg {
@@ -63,12 +64,15 @@ pub fn evaluate_samples(clf: &Classifier, samples: &[Sample]) -> Report {
                 t.push(classes.iter().position(|c| *c == s.label).unwrap_or(0));
                 so.push(s.source.clone());
                 pa.push(s.patient_id.clone());
+                st.push(s.subtype.clone());
             }
             None => failed.push(s.rel.clone()),
         }
     }
     let temp = f64::from(clf.entry.temperature());
-    let mut r = full_report(&Outputs { classes, logits: &l, truth: &t, sources: &so, patients: &pa }, temp, clf.entry.operating_point.as_ref());
+    let outputs = Outputs { classes, logits: &l, truth: &t, sources: &so, patients: &pa };
+    let mut r = full_report(&outputs, temp, clf.entry.operating_point.as_ref());
+    r.per_subtype = Some(subtype_aucs(&outputs, &st)).filter(|v| !v.is_empty());
     r.skipped_unknown_labels = Some(skipped_labels);
     r.failed_to_decode = Some(failed);
     r

@@ -14,7 +14,7 @@ use super::{Claim, Draws, Log, predict_logits, recipe_hash, train_model, write};
 use crate::LabError;
 use crate::data::Cache;
 use crate::recipe::{Plan, balance_unit, count_by, loso_sources};
-use ctxr::train::report::{Outputs, report};
+use ctxr::train::report::{Outputs, report, subtype_aucs};
 
 /// What one run leaves in the work folder.
 #[derive(Serialize, Deserialize)]
@@ -102,8 +102,11 @@ fn held_out(cfg: &TrainConfig, plan: &Plan, labels: &[Option<usize>], r: &RunRes
     let truth: Vec<usize> = r.test_idx.iter().map(|&i| labels[i].unwrap_or(0)).collect();
     let sources: Vec<String> = r.test_idx.iter().map(|&i| plan.pool[i].source.clone()).collect();
     let patients: Vec<Option<String>> = r.test_idx.iter().map(|&i| plan.pool[i].patient_id.clone()).collect();
-    let mut report = report(&Outputs { classes: &cfg.classes, logits: &r.logits, truth: &truth, sources: &sources, patients: &patients }, 1.0, None);
+    let subtypes: Vec<String> = r.test_idx.iter().map(|&i| plan.pool[i].subtype.clone()).collect();
+    let o = Outputs { classes: &cfg.classes, logits: &r.logits, truth: &truth, sources: &sources, patients: &patients };
+    let mut report = report(&o, 1.0, None);
     report.roc = None;
+    report.per_subtype = Some(subtype_aucs(&o, &subtypes)).filter(|v| !v.is_empty());
     let trained: Vec<_> = r.train_idx.iter().map(|&i| plan.pool[i].clone()).collect();
     SourceHeldOut { source: r.source.clone(), trained_on: count_by(&trained), minutes: r.seconds / 60.0, report }
 }

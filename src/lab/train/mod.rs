@@ -23,7 +23,7 @@ use ctxr::model::{
 };
 use ctxr::train::augment::{Rng, augment};
 use ctxr::train::metrics::{fit_temperature, mean_sd};
-use ctxr::train::report::{Outputs, full_report, report};
+use ctxr::train::report::{Outputs, full_report, report, subtype_aucs};
 use ctxr::train::step::{Batch, Trunk, class_weights, cosine_lr, loss_for, optimizer_for, step};
 use serde::{Deserialize, Serialize};
 
@@ -461,7 +461,7 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
     let binary = cfg.classes.len() == 2;
     let mut per_fold = Vec::new();
     let (mut aucs, mut accs, mut ece_raw, mut ece_cal) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut all_l, mut all_t, mut all_s, mut all_p) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut all_l, mut all_t, mut all_s, mut all_p, mut all_st) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in &results {
         let truth: Vec<usize> = r.test_idx.iter().map(|&i| labels[i].unwrap_or(0)).collect();
         let sources: Vec<String> = r.test_idx.iter().map(|&i| plan.pool[i].source.clone()).collect();
@@ -489,8 +489,11 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
         all_t.extend(truth);
         all_s.extend(sources);
         all_p.extend(patients);
+        all_st.extend(r.test_idx.iter().map(|&i| plan.pool[i].subtype.clone()));
     }
-    let pooled = full_report(&Outputs { classes: &cfg.classes, logits: &all_l, truth: &all_t, sources: &all_s, patients: &all_p }, 1.0, None);
+    let pooled_outputs = Outputs { classes: &cfg.classes, logits: &all_l, truth: &all_t, sources: &all_s, patients: &all_p };
+    let mut pooled = full_report(&pooled_outputs, 1.0, None);
+    pooled.per_subtype = Some(subtype_aucs(&pooled_outputs, &all_st)).filter(|v| !v.is_empty());
     let (am, asd) = mean_sd(&aucs);
     let (cm, csd) = mean_sd(&accs);
     let (erm, _) = mean_sd(&ece_raw);
