@@ -132,9 +132,10 @@ pub const MIN_SUBTYPE_IMAGES: usize = 10;
 
 /// AUC of each subtype against its source's images of the other labels, for every label a
 /// source splits into two or more subtypes (`subtypes[i]` is image i's, empty for none),
-/// where both sides have at least [`MIN_SUBTYPE_IMAGES`]. Uncalibrated probabilities: a
-/// temperature does not change a ranking.
-pub fn subtype_aucs(o: &Outputs, subtypes: &[String]) -> Vec<SubtypeAuc> {
+/// where both sides have at least [`MIN_SUBTYPE_IMAGES`]; `None` where there is none (as
+/// [`Report::per_subtype`] stores it). Uncalibrated probabilities: a temperature does not
+/// change a ranking.
+pub fn subtype_aucs(o: &Outputs, subtypes: &[String]) -> Option<Vec<SubtypeAuc>> {
     let mut groups: BTreeMap<(&str, usize), BTreeMap<&str, Vec<usize>>> = BTreeMap::new();
     for (i, st) in subtypes.iter().enumerate().take(o.truth.len()).filter(|(_, st)| !st.is_empty()) {
         groups.entry((o.sources[i].as_str(), o.truth[i])).or_default().entry(st.as_str()).or_default().push(i);
@@ -159,7 +160,7 @@ pub fn subtype_aucs(o: &Outputs, subtypes: &[String]) -> Vec<SubtypeAuc> {
             });
         }
     }
-    out
+    (!out.is_empty()).then_some(out)
 }
 
 /// CT patient-level scores: max and mean of the positive-class probability over a patient's
@@ -237,9 +238,11 @@ mod tests {
         add("v", "q", 1, 1.0, 10);
         let patients = vec![None; truth.len()];
         let o = Outputs { classes: &classes, logits: &logits, truth: &truth, sources: &sources, patients: &patients };
-        let rows = subtype_aucs(&o, &subtypes);
+        let rows = subtype_aucs(&o, &subtypes).expect("two subtypes to report");
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert_eq!((rows[0].subtype.as_str(), rows[0].label.as_str(), rows[0].n, rows[0].against, rows[0].auc), ("A", "covid", 10, 12, Some(1.0)));
         assert_eq!((rows[1].subtype.as_str(), rows[1].n, rows[1].auc), ("B", 11, Some(0.0)));
+        // Nothing to split: no table at all.
+        assert_eq!(subtype_aucs(&o, &vec![String::new(); truth.len()]), None);
     }
 }

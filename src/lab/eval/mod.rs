@@ -72,7 +72,7 @@ pub fn evaluate_samples(clf: &Classifier, samples: &[Sample]) -> Report {
     let temp = f64::from(clf.entry.temperature());
     let outputs = Outputs { classes, logits: &l, truth: &t, sources: &so, patients: &pa };
     let mut r = full_report(&outputs, temp, clf.entry.operating_point.as_ref());
-    r.per_subtype = Some(subtype_aucs(&outputs, &st)).filter(|v| !v.is_empty());
+    r.per_subtype = subtype_aucs(&outputs, &st);
     r.skipped_unknown_labels = Some(skipped_labels);
     r.failed_to_decode = Some(failed);
     r

@@ -106,7 +106,7 @@ fn held_out(cfg: &TrainConfig, plan: &Plan, labels: &[Option<usize>], r: &RunRes
     let o = Outputs { classes: &cfg.classes, logits: &r.logits, truth: &truth, sources: &sources, patients: &patients };
     let mut report = report(&o, 1.0, None);
     report.roc = None;
-    report.per_subtype = Some(subtype_aucs(&o, &subtypes)).filter(|v| !v.is_empty());
+    report.per_subtype = subtype_aucs(&o, &subtypes);
     let trained: Vec<_> = r.train_idx.iter().map(|&i| plan.pool[i].clone()).collect();
     SourceHeldOut { source: r.source.clone(), trained_on: count_by(&trained), minutes: r.seconds / 60.0, report }
 }

@@ -493,7 +493,7 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
     }
     let pooled_outputs = Outputs { classes: &cfg.classes, logits: &all_l, truth: &all_t, sources: &all_s, patients: &all_p };
     let mut pooled = full_report(&pooled_outputs, 1.0, None);
-    pooled.per_subtype = Some(subtype_aucs(&pooled_outputs, &all_st)).filter(|v| !v.is_empty());
+    pooled.per_subtype = subtype_aucs(&pooled_outputs, &all_st);
     let (am, asd) = mean_sd(&aucs);
     let (cm, csd) = mean_sd(&accs);
     let (erm, _) = mean_sd(&ece_raw);
