@@ -18,7 +18,9 @@
 //!
 //! [`lung_mask`] returns the same dark regions as a mask (with the holes inside them, where
 //! lesions brighter than lung lie, filled), so the evaluation can say whether a heatmap's peak
-//! lies on the lungs.
+//! lies on the lungs. [`lung_region`] closes and widens that mask into soft weights, so the
+//! preprocessing can blank everything but the lungs (body wall, table, field of view) when a
+//! recipe asks for it.
 
 /// A box in pixel coordinates of the image it was found in (`x1`, `y1` exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,39 @@ pub fn lung_fraction(unit: &[f32], w: u32, h: u32) -> f32 {
         Some(m) => m.iter().filter(|&&l| l).count() as f32 / m.len().max(1) as f32,
         None => 0.0,
     }
+}
+
+/// Closing radius of [`lung_region`] in working-copy pixels: a bite this deep into the lung's
+/// outline (a consolidation against the chest wall, brighter than lung, is not dark and not
+/// enclosed by lung) is filled back in.
+const REGION_CLOSE: usize = 5;
+/// Margin added around [`lung_region`] in working-copy pixels, so the pleura and the
+/// subpleural band, where COVID-19 lesions typically lie, stay visible.
+const REGION_MARGIN: usize = 2;
+
+/// The lungs of `unit` (`w × h` values in [0, 1], a windowed slice, not equalised) as weights
+/// in [0, 1] on an `out_w × out_h` grid, for masking the model's input: [`lung_mask`] (with
+/// `enclosed_only` as there) on a copy of at most 128 px per side, closed by [`REGION_CLOSE`]
+/// px, widened by [`REGION_MARGIN`] px and resized (so its edge is soft). `None` when no lung
+/// is found or it covers under 10 % of the image (then nothing should be masked).
+pub fn lung_region(unit: &[f32], w: u32, h: u32, out_w: u32, out_h: u32, enclosed_only: bool) -> Option<Vec<f32>> {
+    if w < 16 || h < 16 || out_w == 0 || out_h == 0 || unit.len() != (w as usize) * (h as usize) {
+        return None;
+    }
+    let (small, sw, sh, _) = working_copy(unit, w, h);
+    let (sw, sh) = (sw as usize, sh as usize);
+    let mut m = lung_mask(&small, sw, sh, enclosed_only)?;
+    for _ in 0..REGION_CLOSE {
+        m = dilate(&m, sw, sh);
+    }
+    for _ in 0..REGION_CLOSE.saturating_sub(REGION_MARGIN) {
+        m = erode(&m, sw, sh);
+    }
+    if (m.iter().filter(|&&l| l).count() as f64) < 0.1 * m.len() as f64 {
+        return None;
+    }
+    let weights: Vec<f32> = m.iter().map(|&l| if l { 1.0 } else { 0.0 }).collect();
+    Some(super::resize::resize(&weights, sw as u32, sh as u32, out_w, out_h))
 }
 
 /// The lungs of `unit` (`w × h` values in [0, 1], a windowed image, not equalised): the dark
@@ -285,6 +320,34 @@ mod tests {
         assert!(!m[h / 2 * w + w / 2], "mediastinum");
         assert!(!m[2 * w + w / 2], "air outside the body");
         assert_eq!(lung_mask(&vec![0.5; 64 * 64], 64, 64, true), None);
+    }
+
+    #[test]
+    fn the_region_keeps_the_lungs_and_a_lesion_against_the_chest_wall_and_drops_the_rest() {
+        let (w, h) = (128u32, 128u32);
+        let mut px = phantom(w, h);
+        // A bright consolidation at the outer edge of the right lung, against the chest wall.
+        let x_edge = (0.27 * w as f32) as usize;
+        let cy = h as usize / 2;
+        for y in cy - 4..cy + 4 {
+            for x in x_edge..x_edge + 5 {
+                px[y * w as usize + x] = 0.8;
+            }
+        }
+        let r = lung_region(&px, w, h, 64, 64, true).expect("lungs found");
+        assert_eq!(r.len(), 64 * 64);
+        let at = |x: f32, y: f32| r[(y * 64.0) as usize * 64 + (x * 64.0) as usize];
+        assert!(at(0.29, 0.5) > 0.9, "the lesion against the chest wall is kept: {}", at(0.29, 0.5));
+        assert!(at(0.35, 0.45) > 0.9 && at(0.65, 0.45) > 0.9, "both lungs");
+        assert!(at(0.5, 0.05) < 0.01 && at(0.1, 0.5) < 0.01, "air outside the body and the body wall");
+        assert_eq!(lung_region(&vec![0.5; 64 * 64], 64, 64, 32, 32, true), None);
+        // Cropped to the lungs by whoever exported it: the lungs touch the edges, and count
+        // when the caller says that dark regions at the edges may be lung.
+        let (x0, y0, cw, ch) = ((0.3 * w as f32) as usize, (0.4 * h as f32) as usize, (0.4 * w as f32) as usize, (0.2 * h as f32) as usize);
+        let crop: Vec<f32> = (0..cw * ch).map(|i| px[(y0 + i / cw) * w as usize + x0 + i % cw]).collect();
+        assert_eq!(lung_region(&crop, cw as u32, ch as u32, 64, 64, true), None);
+        let r = lung_region(&crop, cw as u32, ch as u32, 64, 64, false).expect("lungs at the edges found");
+        assert!(r[32 * 64 + 8] > 0.9 && r[32 * 64 + 56] > 0.9, "both lungs of the tight crop");
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!    With [`Tone::Equalized`] the [0, 1] image is then replaced by its grey-level ranks
 //!    (histogram equalisation): any monotone grey mapping an exporter applied (window, gamma)
 //!    gives the same ranks, so the model cannot tell exporters apart by their grey mapping.
+//!    With `mask_to_lungs` everything outside the lungs' region ([`lung_region`]: body wall,
+//!    table, field of view) is then set to black, so that neither the anatomy around the lungs
+//!    nor a scanner's or exporter's framing of it is left for the model to read.
 //! 2. **Resize.** With [`Framing::Letterbox`] the longer side is scaled to the input size with
 //!    an antialiasing triangle filter and the shorter side padded symmetrically with black;
 //!    with [`Framing::Stretch`] the image fills the square, as the uploaders of the `*-224`
@@ -21,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::crop::{PixelBox, lung_box};
+use super::crop::{PixelBox, lung_box, lung_region};
 use super::resize::resize;
 use super::window::{WindowChoice, WindowPreset, apply_window, percentiles, to_u8};
 use crate::decode::{Intensity, MedImage, Window};
@@ -49,6 +52,10 @@ pub struct PreprocessConfig {
     /// The grey-level normalisation after windowing (absent in older manifests: none).
     #[serde(default)]
     pub tone: Tone,
+    /// Blank everything outside the lungs (see the module's step 1; absent in older manifests:
+    /// off).
+    #[serde(default)]
+    pub mask_to_lungs: bool,
 }
 
 /// How a non-square image is fitted into the square model input.
@@ -85,6 +92,7 @@ impl PreprocessConfig {
             crop_to_lungs: false,
             framing: Framing::Letterbox,
             tone: Tone::Windowed,
+            mask_to_lungs: false,
         }
     }
 }
@@ -188,6 +196,7 @@ pub fn preprocess(img: &MedImage, cfg: &PreprocessConfig, choice: WindowChoice) 
     let mut unit = apply_window(img, window);
     let (mut w, mut h) = (w, h);
     let mut source = Region::FULL;
+    let mut cropped = false;
     if cfg.crop_to_lungs
         && let Some(b) = lung_box(&unit, w, h)
     {
@@ -197,9 +206,17 @@ pub fn preprocess(img: &MedImage, cfg: &PreprocessConfig, choice: WindowChoice) 
         unit = apply_window(&sub, window);
         source = Region { x: b.x0 as f32 / w as f32, y: b.y0 as f32 / h as f32, width: b.width() as f32 / w as f32, height: b.height() as f32 / h as f32 };
         (w, h) = (b.width(), b.height());
+        cropped = true;
     }
+    // Found on the windowed grey levels, before equalisation changes them. A crop's lungs are
+    // enclosed by body wall on every side; a slice that came already cropped to its lungs (the
+    // crop found no enclosed pair) has them touching its edges.
+    let region = if cfg.mask_to_lungs { lung_region(&unit, w, h, w, h, cropped) } else { None };
     if cfg.tone == Tone::Equalized {
         equalize(&mut unit);
+    }
+    if let Some(region) = region {
+        unit.iter_mut().zip(&region).for_each(|(v, &m)| *v *= m);
     }
     let (nw, nh) = match cfg.framing {
         Framing::Stretch => (size, size),
@@ -334,5 +351,37 @@ mod tests {
         let b = preprocess(&img(64, 64, other, Intensity::Raw, Photometric::Monochrome2), &plain, WindowChoice::Auto).unwrap();
         let worst = a.input.iter().zip(&b.input).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(worst > 0.5, "without equalisation the gamma shows: {worst}");
+    }
+
+    #[test]
+    fn the_lung_mask_blanks_the_body_wall_and_keeps_the_lungs() {
+        // A full-field slice in Hounsfield units: air, a soft-tissue body, two lungs.
+        let (w, h) = (200u32, 200u32);
+        let px: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32 - 0.5, (i / w) as f32 / h as f32 - 0.5);
+                let body = (x / 0.35).powi(2) + (y / 0.25).powi(2) < 1.0;
+                let lung = [-0.15f32, 0.15].iter().any(|lx| ((x - lx) / 0.12).powi(2) + (y / 0.17).powi(2) < 1.0);
+                if lung {
+                    -850.0
+                } else if body {
+                    40.0
+                } else {
+                    -1000.0
+                }
+            })
+            .collect();
+        let slice = img(w, h, px, Intensity::Hounsfield, Photometric::Monochrome2);
+        let plain = PreprocessConfig { crop_to_lungs: true, framing: Framing::Stretch, tone: Tone::Equalized, ..PreprocessConfig::new(64) };
+        let masked = PreprocessConfig { mask_to_lungs: true, ..plain.clone() };
+        let (a, b) = (preprocess(&slice, &plain, WindowChoice::Auto).unwrap(), preprocess(&slice, &masked, WindowChoice::Auto).unwrap());
+        assert_eq!(a.letterbox, b.letterbox, "the mask does not move the crop");
+        // The body wall beside each lung and above the mediastinum is bright unless masked;
+        // the lungs' centres stay.
+        for at in [32 * 64, 32 * 64 + 63, 64 + 32] {
+            assert!(a.seen[at] > 200 && b.seen[at] == 0, "body wall at {at}: {} unmasked, {} masked", a.seen[at], b.seen[at]);
+        }
+        let (left, right) = (32 * 64 + 16, 32 * 64 + 48);
+        assert!(b.seen[left] > 0 && b.seen[left] == a.seen[left] && b.seen[right] == a.seen[right], "the lungs are untouched");
     }
 }

@@ -125,6 +125,10 @@ pub struct TrainConfig {
     pub framing: Framing,
     #[serde(default)]
     pub tone: Tone,
+    /// Blank everything outside the lungs before the model sees it (absent in older manifests:
+    /// off).
+    #[serde(default)]
+    pub lung_mask: bool,
 }
 
 /// Which sources of the shared data a recipe trains on; the lab's `recipe::plan` says which
@@ -162,6 +166,12 @@ impl TrainConfig {
     pub fn preprocess(&self) -> PreprocessConfig {
         // CT slices are cropped to the lungs: the training sources are tight thorax crops,
         // MosMed and viewer exports show the whole field of view (see `imaging::crop`).
-        PreprocessConfig { crop_to_lungs: self.model == ModelId::Ct, framing: self.framing, tone: self.tone, ..PreprocessConfig::new(self.input_size) }
+        PreprocessConfig {
+            crop_to_lungs: self.model == ModelId::Ct,
+            framing: self.framing,
+            tone: self.tone,
+            mask_to_lungs: self.lung_mask,
+            ..PreprocessConfig::new(self.input_size)
+        }
     }
 }

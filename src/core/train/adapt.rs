@@ -674,6 +674,7 @@ mod tests {
             sampling: Default::default(),
             framing: Default::default(),
             tone: Default::default(),
+            lung_mask: false,
         };
         TrainingSummary {
             config,

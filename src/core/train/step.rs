@@ -167,6 +167,7 @@ mod tests {
             sampling: Default::default(),
             framing: Default::default(),
             tone: Default::default(),
+            lung_mask: false,
         };
         let mut model = cfg.architecture.init_seeded(&device, 7);
         let mut optim = optimizer_for(cfg.weight_decay);
