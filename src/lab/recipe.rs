@@ -75,7 +75,7 @@ pub fn recipe(id: ModelId) -> TrainConfig {
         sampling,
         framing,
         tone,
-        lung_mask: false,
+        mask_to_lungs: false,
     }
 }
 

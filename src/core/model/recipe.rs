@@ -128,7 +128,7 @@ pub struct TrainConfig {
     /// Blank everything outside the lungs before the model sees it (absent in older manifests:
     /// off).
     #[serde(default)]
-    pub lung_mask: bool,
+    pub mask_to_lungs: bool,
 }
 
 /// Which sources of the shared data a recipe trains on; the lab's `recipe::plan` says which
@@ -170,7 +170,7 @@ impl TrainConfig {
             crop_to_lungs: self.model == ModelId::Ct,
             framing: self.framing,
             tone: self.tone,
-            mask_to_lungs: self.lung_mask,
+            mask_to_lungs: self.mask_to_lungs,
             ..PreprocessConfig::new(self.input_size)
         }
     }

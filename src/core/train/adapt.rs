@@ -674,7 +674,7 @@ mod tests {
             sampling: Default::default(),
             framing: Default::default(),
             tone: Default::default(),
-            lung_mask: false,
+            mask_to_lungs: false,
         };
         TrainingSummary {
             config,

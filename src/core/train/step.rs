@@ -167,7 +167,7 @@ mod tests {
             sampling: Default::default(),
             framing: Default::default(),
             tone: Default::default(),
-            lung_mask: false,
+            mask_to_lungs: false,
         };
         let mut model = cfg.architecture.init_seeded(&device, 7);
         let mut optim = optimizer_for(cfg.weight_decay);
