@@ -76,6 +76,7 @@ pub fn recipe(id: ModelId) -> TrainConfig {
         framing,
         tone,
         mask_to_lungs: false,
+        source_adversary: 0.0,
     }
 }
 

@@ -23,6 +23,8 @@ pub enum CamError {
     NoGradient,
     #[error("reading a tensor back from the device failed: {0}")]
     Readback(String),
+    #[error("the source adversary has no head: an earlier training step failed inside its update")]
+    NoSourceHead,
 }
 
 /// A Grad-CAM result for one image, one class and one layer.

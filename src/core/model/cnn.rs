@@ -229,11 +229,22 @@ impl Cnn {
 
     /// Continue from the output of stage `k` to the logits.
     pub fn forward_from(&self, a: Tensor<4>, k: usize) -> Tensor<2> {
+        self.classify(self.features_from(a, k))
+    }
+
+    /// Continue from the output of stage `k` to the pooled penultimate features `[b, c]`
+    /// (what the head reads; training's source adversary reads them too).
+    pub fn features_from(&self, a: Tensor<4>, k: usize) -> Tensor<2> {
         let mut a = a;
         for stage in self.stages.iter().skip(k + 1) {
             a = stage.forward(a);
         }
-        self.head.forward(Self::pool(a))
+        Self::pool(a)
+    }
+
+    /// The head: pooled features `[b, c]` to logits.
+    pub fn classify(&self, features: Tensor<2>) -> Tensor<2> {
+        self.head.forward(features)
     }
 
     /// Global average pooling `[b, c, h, w] → [b, c]` (the penultimate features).

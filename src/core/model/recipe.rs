@@ -129,6 +129,11 @@ pub struct TrainConfig {
     /// off).
     #[serde(default)]
     pub mask_to_lungs: bool,
+    /// Weight of the source adversary's reversed gradient at the end of its ramp
+    /// (`train::adversary`): a head reads each training image's source (balance unit) from the
+    /// pooled features, and the trunk is pushed to hide it. 0 (absent in older manifests): off.
+    #[serde(default)]
+    pub source_adversary: f32,
 }
 
 /// Which sources of the shared data a recipe trains on; the lab's `recipe::plan` says which

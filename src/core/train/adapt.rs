@@ -359,7 +359,7 @@ impl Adaptation {
                 None => Trunk::Trained,
             };
             let model = fit.model.clone();
-            let (model, outcome) = step(model, &mut fit.optim, &fit.loss_fn, Batch { inputs: x, labels, size }, lr, &self.autodiff, &trunk).await?;
+            let (model, outcome) = step(model, &mut fit.optim, &fit.loss_fn, Batch { inputs: x, labels, size }, lr, &self.autodiff, &trunk, None).await?;
             fit.model = model;
             fit.step += 1;
             fit.sums.0 += outcome.loss * outcome.images as f64;
@@ -675,6 +675,7 @@ mod tests {
             framing: Default::default(),
             tone: Default::default(),
             mask_to_lungs: false,
+            source_adversary: 0.0,
         };
         TrainingSummary {
             config,

@@ -8,6 +8,8 @@
 
 #[cfg(feature = "train")]
 pub mod adapt;
+#[cfg(feature = "train")]
+pub mod adversary;
 pub mod assess;
 pub mod augment;
 pub mod folds;

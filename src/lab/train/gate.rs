@@ -91,7 +91,7 @@ pub fn gate_run(
         train_idx.len(),
         val_idx.len()
     ));
-    let model = train_model(cfg, cache, labels, &train_idx, &Draws::EveryImage, "fold0", &work.join("checkpoints"), opts.resume, log)?;
+    let model = train_model(cfg, cache, labels, &train_idx, &Draws::EveryImage, &[], "fold0", &work.join("checkpoints"), opts.resume, log)?;
     // The distance model describes chest images only.
     let fit_idx: Vec<usize> = train_idx.iter().copied().filter(|i| real(i)).collect();
     let (ft, d) = cache_features(&model, cache, &fit_idx, pre.mean, pre.std);

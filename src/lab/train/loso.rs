@@ -52,6 +52,7 @@ pub fn run(
     let cpu = Device::flex();
     let pre = cfg.preprocess();
     let usable = |i: usize| labels[i].is_some() && cache.errors[i].is_none();
+    let units: Vec<&str> = plan.pool.iter().map(|s| balance_unit(&s.source)).collect();
     // As the folds: with --resume several processes share the runs (see `Claim`).
     let mut pending: Vec<&String> = sources.iter().collect();
     while !pending.is_empty() {
@@ -76,7 +77,7 @@ pub fn run(
             let test_idx: Vec<usize> = (0..n).filter(|&i| plan.pool[i].source == *source && usable(i)).collect();
             let draws = Draws::for_recipe(cfg, &plan.pool, labels, &train_idx);
             let name = format!("without-{source}");
-            let model = train_model(cfg, cache, labels, &train_idx, &draws, &name, &work.join("checkpoints"), resume, log)?;
+            let model = train_model(cfg, cache, labels, &train_idx, &draws, &units, &name, &work.join("checkpoints"), resume, log)?;
             let logits = predict_logits(&model, cache, &test_idx, &cpu, pre.mean, pre.std);
             let r = RunResult { source: source.clone(), recipe: recipe_hash(cfg), train_idx, test_idx, logits, seconds: t.elapsed().as_secs_f64() };
             write(&path, serde_json::to_string(&r)?.as_bytes())?;

@@ -21,6 +21,7 @@ use ctxr::model::report::{CrossValidation, Evaluation, FoldSummary, TrainingSumm
 use ctxr::model::{
     Cnn, DISCLAIMER, EntrySpec, Manifest, ModelConfig, ModelEntry, ModelId, OperatingPoint, RecordDtype, Sampling, TrainConfig, model_from_record, record_bytes,
 };
+use ctxr::train::adversary::{Adversary, Reversal, strength};
 use ctxr::train::augment::{Rng, augment};
 use ctxr::train::metrics::{fit_temperature, mean_sd};
 use ctxr::train::report::{Outputs, full_report, report, subtype_aucs};
@@ -31,7 +32,7 @@ use crate::LabError;
 use crate::data::{Cache, Sample};
 use crate::eval::evaluate_default;
 use crate::eval::report::cross_fitted_ece;
-use crate::recipe::{balanced_weights, count_by, credits, folds, label_indices, plan, recipe};
+use crate::recipe::{balance_unit, balanced_weights, count_by, credits, folds, label_indices, plan, recipe};
 use crate::stable_hash;
 use crate::weights::{read_manifest, write_manifest};
 
@@ -117,15 +118,19 @@ impl Draws {
     }
 }
 
-/// Train one model on `train_idx` rows of `cache`, drawn as `draws` says. Checkpoints every
-/// epoch into `ckpt_dir` (files named after `fold`); resumes from it when `resume` is set.
-/// Returns the inference-mode model.
+/// Train one model on `train_idx` rows of `cache`, drawn as `draws` says. `units` names each
+/// row's source (its balance unit), which the recipe's source adversary learns to read (empty
+/// where rows have no source, as the gate's synthetic outliers). Checkpoints every epoch into
+/// `ckpt_dir` (files named after `fold`); resumes from it when `resume` is set. Returns the
+/// inference-mode model.
+#[allow(clippy::too_many_arguments)]
 pub fn train_model(
     cfg: &TrainConfig,
     cache: &Cache,
     labels: &[Option<usize>],
     train_idx: &[usize],
     draws: &Draws,
+    units: &[&str],
     fold: &str,
     ckpt_dir: &Path,
     resume: bool,
@@ -153,6 +158,9 @@ pub fn train_model(
     let ck_state = ckpt_dir.join(format!("{fold}.json"));
     let ck_model = ckpt_dir.join(format!("{fold}.model.bpk"));
     let ck_optim = ckpt_dir.join(format!("{fold}.optim.bpk"));
+    let ck_adversary = ckpt_dir.join(format!("{fold}.adversary.bpk"));
+    let ck_adversary_optim = ckpt_dir.join(format!("{fold}.adversary-optim.bpk"));
+    let (mut adversary, source_of) = source_adversary(cfg, units, &train_idx, cfg.architecture.features(), &dev)?;
     if resume
         && let Ok(text) = std::fs::read_to_string(&ck_state)
         && let Ok(ck) = serde_json::from_str::<Checkpoint>(&text)
@@ -160,6 +168,13 @@ pub fn train_model(
         let rec = ModuleRecord::load(&ck_model).map_err(|e| LabError::record(&ck_model, e))?;
         model = model.try_load_record(rec).map_err(|e| LabError::record(&ck_model, e))?;
         optim = optim.load(&ck_optim).map_err(|e| LabError::record(&ck_optim, e))?;
+        if let Some(adv) = adversary.as_mut() {
+            let head = adv.head().ok_or(ctxr::explain::CamError::NoSourceHead)?.clone();
+            let rec = ModuleRecord::load(&ck_adversary).map_err(|e| LabError::record(&ck_adversary, e))?;
+            let head = head.try_load_record(rec).map_err(|e| LabError::record(&ck_adversary, e))?;
+            let adv_optim = optimizer_for(cfg.weight_decay).load(&ck_adversary_optim).map_err(|e| LabError::record(&ck_adversary_optim, e))?;
+            adv.restore(head, adv_optim);
+        }
         rng = Rng::new(ck.rng);
         start_epoch = ck.epochs_done;
         log.line(&format!("[{} {fold}] resumed after epoch {start_epoch}", cfg.model));
@@ -180,7 +195,7 @@ pub fn train_model(
     let mut seen_imgs = 0usize;
     for epoch in start_epoch..cfg.epochs {
         let order = draws.epoch(&train_idx, &mut rng);
-        let (mut loss_sum, mut loss_n, mut correct) = (0.0f64, 0usize, 0usize);
+        let (mut loss_sum, mut loss_n, mut correct, mut sources_read) = (0.0f64, 0usize, 0usize, 0usize);
         let te = Instant::now();
         for (s, batch) in order.chunks(cfg.batch).enumerate() {
             let b = batch.len();
@@ -193,17 +208,28 @@ pub fn train_model(
             }
             let y: Vec<i64> = batch.iter().map(|&i| labels[i].unwrap_or(0) as i64).collect();
             let lr = cosine_lr(cfg.lr, epoch * steps_per_epoch + s, total_steps, steps_per_epoch.min(200));
-            let (m, outcome) = pollster::block_on(step(model, &mut optim, &loss_fn, Batch { inputs: x, labels: y, size }, lr, &dev, &Trunk::Trained))?;
+            let reversal = adversary.as_mut().map(|adversary| Reversal {
+                adversary,
+                sources: batch.iter().map(|&i| source_of[i]).collect(),
+                strength: strength(cfg.source_adversary, (epoch * steps_per_epoch + s) as f64 / total_steps.max(1) as f64),
+            });
+            let (m, outcome) =
+                pollster::block_on(step(model, &mut optim, &loss_fn, Batch { inputs: x, labels: y, size }, lr, &dev, &Trunk::Trained, reversal))?;
             model = m;
             correct += outcome.correct;
+            sources_read += outcome.sources_read;
             loss_sum += outcome.loss * b as f64;
             loss_n += b;
             seen_imgs += b;
             if s % 50 == 49 || s + 1 == steps_per_epoch {
                 let rate = seen_imgs as f64 / t0.elapsed().as_secs_f64();
                 let left = ((cfg.epochs - epoch) * per_epoch).saturating_sub((s + 1) * cfg.batch);
+                let source_acc = match &adversary {
+                    Some(a) => format!(" source acc {:.3} (of {})", sources_read as f64 / loss_n as f64, a.sources()),
+                    None => String::new(),
+                };
                 log.line(&format!(
-                    "[{} {fold}] epoch {}/{} step {}/{} loss {:.4} acc {:.3} lr {:.2e} {:.1} img/s ETA {:.1} min",
+                    "[{} {fold}] epoch {}/{} step {}/{} loss {:.4} acc {:.3}{source_acc} lr {:.2e} {:.1} img/s ETA {:.1} min",
                     cfg.model,
                     epoch + 1,
                     cfg.epochs,
@@ -220,11 +246,42 @@ pub fn train_model(
         log.line(&format!("[{} {fold}] epoch {} done in {:.0} s", cfg.model, epoch + 1, te.elapsed().as_secs_f64()));
         model.clone().into_record().save(&ck_model).map_err(|e| LabError::record(&ck_model, e))?;
         optim.save(&ck_optim).map_err(|e| LabError::record(&ck_optim, e))?;
+        if let Some(adv) = &adversary {
+            let head = adv.head().ok_or(ctxr::explain::CamError::NoSourceHead)?;
+            head.clone().into_record().save(&ck_adversary).map_err(|e| LabError::record(&ck_adversary, e))?;
+            adv.optim().save(&ck_adversary_optim).map_err(|e| LabError::record(&ck_adversary_optim, e))?;
+        }
         let ck = Checkpoint { fold: fold.to_string(), epochs_done: epoch + 1, rng: rng.next_u64() };
         rng = Rng::new(ck.rng);
         write(&ck_state, serde_json::to_string(&ck)?.as_bytes())?;
     }
     Ok(model.valid())
+}
+
+/// The recipe's source adversary (`None` when it has none) and each row's source index for it:
+/// the balance units of `train_idx` in name order (-1 for a unit no training row has; such
+/// rows are never drawn).
+fn source_adversary(
+    cfg: &TrainConfig,
+    units: &[&str],
+    train_idx: &[usize],
+    features: usize,
+    device: &Device,
+) -> Result<(Option<Adversary>, Vec<i64>), LabError> {
+    if cfg.source_adversary <= 0.0 {
+        return Ok((None, Vec::new()));
+    }
+    let names: std::collections::BTreeSet<&str> = train_idx.iter().filter_map(|&i| units.get(i).copied()).collect();
+    if names.len() < 2 || train_idx.iter().any(|&i| i >= units.len()) {
+        return Err(LabError::Usage(format!(
+            "source_adversary {}: the {} recipe's training rows come from {} named source(s); the adversary needs two or more",
+            cfg.source_adversary,
+            cfg.model,
+            names.len()
+        )));
+    }
+    let index = units.iter().map(|u| names.iter().position(|n| n == u).map_or(-1, |p| p as i64)).collect();
+    Ok((Some(Adversary::new(features, names.len(), optimizer_for(cfg.weight_decay), device)), index))
 }
 
 /// A stable hash of a recipe: results of runs are only reused by the same recipe.
@@ -412,6 +469,7 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
     }
     let cpu = Device::flex();
     let n = plan.pool.len();
+    let units: Vec<&str> = plan.pool.iter().map(|s| balance_unit(&s.source)).collect();
     // Folds run in turn; with --resume several processes on one work folder share them
     // (each claims a fold before training it) and the last waits for the others' folds.
     let mut done: Vec<Option<FoldResult>> = (0..cfg.folds).map(|_| None).collect();
@@ -437,7 +495,7 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
             let tf = Instant::now();
             let train_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
             let draws = Draws::for_recipe(&cfg, &plan.pool, &labels, &train_idx);
-            let model = train_model(&cfg, &cache, &labels, &train_idx, &draws, &format!("fold{f}"), &work.join("checkpoints"), opts.resume, &mut log)?;
+            let model = train_model(&cfg, &cache, &labels, &train_idx, &draws, &units, &format!("fold{f}"), &work.join("checkpoints"), opts.resume, &mut log)?;
             write(&work.join(format!("fold{f}.bpk")), &record_bytes(&model, false)?)?;
             let test_idx: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f && labels[i].is_some() && cache.errors[i].is_none()).collect();
             let logits = predict_logits(&model, &cache, &test_idx, &cpu, pre.mean, pre.std);
