@@ -91,6 +91,11 @@ pub fn balance_unit(source: &str) -> &str {
     }
 }
 
+/// The balance unit of each of `samples` (the sources a source adversary tells apart).
+pub fn balance_units(samples: &[Sample]) -> Vec<&str> {
+    samples.iter().map(|s| balance_unit(&s.source)).collect()
+}
+
 /// Per-row sampling weights for [`Sampling::BalancedWithinSource`] over `rows` of `samples`
 /// (rows without a known label weigh 0): each balance unit gets a share of the draws
 /// proportional to the square root of its size (so the largest source does not drown the

@@ -108,7 +108,6 @@ pub async fn step(
         }
     };
     let logits = model.classify(features.clone());
-    let k = logits.dims()[1];
     let y = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
     let loss = loss_fn.forward(logits.clone(), y);
     let (model, source_logits) = match reversal {
@@ -129,17 +128,19 @@ pub async fn step(
         }
     };
     let loss = read(loss.reshape([1])).await?.first().copied().map(f64::from).unwrap_or(f64::NAN);
-    let out = read(logits.detach().reshape([n * k])).await?;
-    let correct = out.chunks_exact(k.max(1)).zip(&batch.labels).filter(|(l, y)| crate::infer::decision::argmax(l) as i64 == **y).count();
+    let correct = argmax_hits(logits, &batch.labels).await?;
     let sources_read = match source_logits {
         None => 0,
-        Some((l, truth)) => {
-            let m = l.dims()[1];
-            let out = read(l.detach().reshape([n * m])).await?;
-            out.chunks_exact(m.max(1)).zip(&truth).filter(|(l, y)| crate::infer::decision::argmax(l) as i64 == **y).count()
-        }
+        Some((l, truth)) => argmax_hits(l, &truth).await?,
     };
     Ok((model, StepOutcome { loss, correct, images: n, sources_read }))
+}
+
+/// How many rows of `logits` `[n, k]` have their arg-max at `truth`.
+async fn argmax_hits(logits: Tensor<2>, truth: &[i64]) -> Result<usize, CamError> {
+    let [n, k] = logits.dims();
+    let out = read(logits.detach().reshape([n * k])).await?;
+    Ok(out.chunks_exact(k.max(1)).zip(truth).filter(|(l, y)| crate::infer::decision::argmax(l) as i64 == **y).count())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Claim, Draws, Log, predict_logits, recipe_hash, train_model, write};
 use crate::LabError;
 use crate::data::Cache;
-use crate::recipe::{Plan, balance_unit, count_by, loso_sources};
+use crate::recipe::{Plan, balance_unit, balance_units, count_by, loso_sources};
 use ctxr::train::report::{Outputs, report, subtype_aucs};
 
 /// What one run leaves in the work folder.
@@ -52,7 +52,7 @@ pub fn run(
     let cpu = Device::flex();
     let pre = cfg.preprocess();
     let usable = |i: usize| labels[i].is_some() && cache.errors[i].is_none();
-    let units: Vec<&str> = plan.pool.iter().map(|s| balance_unit(&s.source)).collect();
+    let units = balance_units(&plan.pool);
     // As the folds: with --resume several processes share the runs (see `Claim`).
     let mut pending: Vec<&String> = sources.iter().collect();
     while !pending.is_empty() {

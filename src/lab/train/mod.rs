@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData};
 use ctxr::infer::Classifier;
@@ -32,7 +33,7 @@ use crate::LabError;
 use crate::data::{Cache, Sample};
 use crate::eval::evaluate_default;
 use crate::eval::report::cross_fitted_ece;
-use crate::recipe::{balance_unit, balanced_weights, count_by, credits, folds, label_indices, plan, recipe};
+use crate::recipe::{balance_units, balanced_weights, count_by, credits, folds, label_indices, plan, recipe};
 use crate::stable_hash;
 use crate::weights::{read_manifest, write_manifest};
 
@@ -156,23 +157,17 @@ pub fn train_model(
     let mut start_epoch = 0;
     std::fs::create_dir_all(ckpt_dir).map_err(|e| LabError::io(ckpt_dir, e))?;
     let ck_state = ckpt_dir.join(format!("{fold}.json"));
-    let ck_model = ckpt_dir.join(format!("{fold}.model.bpk"));
-    let ck_optim = ckpt_dir.join(format!("{fold}.optim.bpk"));
-    let ck_adversary = ckpt_dir.join(format!("{fold}.adversary.bpk"));
-    let ck_adversary_optim = ckpt_dir.join(format!("{fold}.adversary-optim.bpk"));
+    let ck_model = Saved { module: ckpt_dir.join(format!("{fold}.model.bpk")), optim: ckpt_dir.join(format!("{fold}.optim.bpk")) };
+    let ck_adversary = Saved { module: ckpt_dir.join(format!("{fold}.adversary.bpk")), optim: ckpt_dir.join(format!("{fold}.adversary-optim.bpk")) };
     let (mut adversary, source_of) = source_adversary(cfg, units, &train_idx, cfg.architecture.features(), &dev)?;
     if resume
         && let Ok(text) = std::fs::read_to_string(&ck_state)
         && let Ok(ck) = serde_json::from_str::<Checkpoint>(&text)
     {
-        let rec = ModuleRecord::load(&ck_model).map_err(|e| LabError::record(&ck_model, e))?;
-        model = model.try_load_record(rec).map_err(|e| LabError::record(&ck_model, e))?;
-        optim = optim.load(&ck_optim).map_err(|e| LabError::record(&ck_optim, e))?;
+        (model, optim) = ck_model.load(model, optim)?;
         if let Some(adv) = adversary.as_mut() {
             let head = adv.head().ok_or(ctxr::explain::CamError::NoSourceHead)?.clone();
-            let rec = ModuleRecord::load(&ck_adversary).map_err(|e| LabError::record(&ck_adversary, e))?;
-            let head = head.try_load_record(rec).map_err(|e| LabError::record(&ck_adversary, e))?;
-            let adv_optim = optimizer_for(cfg.weight_decay).load(&ck_adversary_optim).map_err(|e| LabError::record(&ck_adversary_optim, e))?;
+            let (head, adv_optim) = ck_adversary.load(head, optimizer_for(cfg.weight_decay))?;
             adv.restore(head, adv_optim);
         }
         rng = Rng::new(ck.rng);
@@ -244,18 +239,35 @@ pub fn train_model(
             }
         }
         log.line(&format!("[{} {fold}] epoch {} done in {:.0} s", cfg.model, epoch + 1, te.elapsed().as_secs_f64()));
-        model.clone().into_record().save(&ck_model).map_err(|e| LabError::record(&ck_model, e))?;
-        optim.save(&ck_optim).map_err(|e| LabError::record(&ck_optim, e))?;
+        ck_model.save(&model, &optim)?;
         if let Some(adv) = &adversary {
-            let head = adv.head().ok_or(ctxr::explain::CamError::NoSourceHead)?;
-            head.clone().into_record().save(&ck_adversary).map_err(|e| LabError::record(&ck_adversary, e))?;
-            adv.optim().save(&ck_adversary_optim).map_err(|e| LabError::record(&ck_adversary_optim, e))?;
+            ck_adversary.save(adv.head().ok_or(ctxr::explain::CamError::NoSourceHead)?, adv.optim())?;
         }
         let ck = Checkpoint { fold: fold.to_string(), epochs_done: epoch + 1, rng: rng.next_u64() };
         rng = Rng::new(ck.rng);
         write(&ck_state, serde_json::to_string(&ck)?.as_bytes())?;
     }
     Ok(model.valid())
+}
+
+/// Where a checkpoint keeps one trained module and its optimiser's state.
+struct Saved {
+    module: PathBuf,
+    optim: PathBuf,
+}
+
+impl Saved {
+    fn save<M: Module>(&self, module: &M, optim: &ModuleOptimizer) -> Result<(), LabError> {
+        module.clone().into_record().save(&self.module).map_err(|e| LabError::record(&self.module, e))?;
+        optim.save(&self.optim).map_err(|e| LabError::record(&self.optim, e))
+    }
+
+    /// `module` and `optim` (fresh ones of the same shape) with the saved state.
+    fn load<M: Module>(&self, module: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer), LabError> {
+        let rec = ModuleRecord::load(&self.module).map_err(|e| LabError::record(&self.module, e))?;
+        let module = module.try_load_record(rec).map_err(|e| LabError::record(&self.module, e))?;
+        Ok((module, optim.load(&self.optim).map_err(|e| LabError::record(&self.optim, e))?))
+    }
 }
 
 /// The recipe's source adversary (`None` when it has none) and each row's source index for it:
@@ -469,7 +481,7 @@ pub fn run(opts: &RunOptions) -> Result<(), LabError> {
     }
     let cpu = Device::flex();
     let n = plan.pool.len();
-    let units: Vec<&str> = plan.pool.iter().map(|s| balance_unit(&s.source)).collect();
+    let units = balance_units(&plan.pool);
     // Folds run in turn; with --resume several processes on one work folder share them
     // (each claims a fold before training it) and the last waits for the others' folds.
     let mut done: Vec<Option<FoldResult>> = (0..cfg.folds).map(|_| None).collect();
